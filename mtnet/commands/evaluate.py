@@ -1,0 +1,27 @@
+"""mtnet eval MODEL --data DIR [--split val]: COCO bbox AP, keypoint OKS-AP and mIoU of any model file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint (.pt) or exported model")
+    p.add_argument("--data", required=True, help="COCO-format folder (annotations/instances_<split>.json ...)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--conf", type=float, default=0.001)
+    p.add_argument("--iou", type=float, default=0.6)
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval.report import metrics_table, write_metrics_json
+    from ..workflows import evaluate_model
+
+    metrics = evaluate_model(args.model, args.data, args.split, conf=args.conf, iou=args.iou,
+                             progress=not args.no_progress)
+    print(metrics_table(metrics))
+    if args.json:
+        write_metrics_json(metrics, args.json)
+    return 0

@@ -1,0 +1,108 @@
+"""torch Dataset over a source + transform, and the collate function that pads targets per batch."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .meta import DatasetMeta
+from .mosaic import Mosaic, mixup
+from .sample import IGNORE_INDEX, Sample
+
+
+class Source(Protocol):
+    meta: DatasetMeta
+    num_keypoints: int
+
+    def __len__(self) -> int: ...
+    def load(self, index: int) -> Sample: ...
+
+
+class MultiTaskDataset(Dataset):
+    """Applies ``transform(sample, seed)`` with seed = f(seed, epoch, index) so every epoch differs but
+    any (epoch, index) pair is reproducible: exact resume and worker-count-independent augmentation.
+
+    Optional mosaic / mixup draw their partner images from the same source (``group_members``) so all
+    parts label the same tasks. ``set_epoch`` turns them (and the transform's cutout) off for the last
+    ``no_aug_epochs`` of ``total_epochs``, and advances a mixed source's sampling plan.
+    """
+
+    def __init__(self, source: Source, transform, seed: int = 0, *, mosaic: float = 0.0, mixup: float = 0.0,
+                 no_aug_epochs: int = 0, total_epochs: int = 0):
+        self.source = source
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self.mosaic_p, self.mixup_p = mosaic, mixup
+        self.no_aug_epochs, self.total_epochs = no_aug_epochs, total_epochs
+        self.strong = True
+        self.mosaic = Mosaic(transform.size) if mosaic > 0 else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.source, "set_epoch"):
+            self.source.set_epoch(epoch)
+        self.strong = not (self.no_aug_epochs and epoch >= self.total_epochs - self.no_aug_epochs)
+        if hasattr(self.transform, "strong"):
+            self.transform.strong = self.strong
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Sample:
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        if not self.strong or (self.mosaic_p <= 0 and self.mixup_p <= 0):
+            return self.transform(self.source.load(index), seed)
+        rng = np.random.default_rng(seed)
+        sample = self._mosaic_or_single(index, rng)
+        if rng.random() < self.mixup_p:
+            sample = mixup(sample, self._mosaic_or_single(self._partner(index, rng), rng), rng)
+        return sample
+
+    def _partner(self, index: int, rng: np.random.Generator) -> int:
+        members = self.source.group_members(index) if hasattr(self.source, "group_members") else None
+        return int(rng.choice(members)) if members is not None and len(members) else int(rng.integers(len(self)))
+
+    def _mosaic_or_single(self, index: int, rng: np.random.Generator) -> Sample:
+        if self.mosaic is not None and rng.random() < self.mosaic_p:
+            indices = [index] + [self._partner(index, rng) for _ in range(3)]
+            tiles = [self.transform(self.source.load(i), int(rng.integers(2**31))) for i in indices]
+            return self.mosaic(tiles, int(rng.integers(2**31)))
+        return self.transform(self.source.load(index), int(rng.integers(2**31)))
+
+
+def collate(samples: list[Sample]) -> dict[str, Any]:
+    """Stack images (uint8 NHWC) and pad per-image targets to the batch maximum (labels -1 = padding)."""
+    b = len(samples)
+    m = max([len(s.boxes) for s in samples] + [1])
+    k = samples[0].keypoints.shape[1] if samples[0].keypoints.ndim == 3 else 0
+    h, w = samples[0].image.shape[:2]
+    boxes = torch.zeros(b, m, 4)
+    labels = torch.full((b, m), -1, dtype=torch.long)
+    kpts = torch.zeros(b, m, k, 3)
+    masks = torch.full((b, h, w), IGNORE_INDEX, dtype=torch.long)
+    for i, s in enumerate(samples):
+        n = len(s.boxes)
+        if n:
+            boxes[i, :n] = torch.from_numpy(s.boxes)
+            labels[i, :n] = torch.from_numpy(s.labels)
+            if k:
+                kpts[i, :n] = torch.from_numpy(s.keypoints)
+        if s.mask is not None and s.has_seg:
+            masks[i] = torch.from_numpy(s.mask.astype(np.int64))
+    return {
+        "images": torch.from_numpy(np.stack([s.image for s in samples])),
+        "boxes": boxes,
+        "labels": labels,
+        "keypoints": kpts,
+        "masks": masks,
+        "has_det": torch.tensor([s.has_det for s in samples]),
+        "has_pose": torch.tensor([s.has_pose for s in samples]),
+        "has_seg": torch.tensor([s.has_seg for s in samples]),
+        "image_ids": [s.image_id for s in samples],
+        "paths": [s.path for s in samples],
+        "extras": [s.extras for s in samples],
+    }

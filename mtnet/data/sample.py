@@ -1,0 +1,62 @@
+"""The one canonical sample every source produces and every transform consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import UserError
+
+IGNORE_INDEX = 255  # semantic-mask value that no loss or metric counts
+
+
+class DataError(UserError, ValueError):
+    """Bad input data; the message names the file and, where there is one, the annotation id."""
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    boxes: np.ndarray  # N x 4 float32, xyxy in pixels
+    labels: np.ndarray  # N int64 contiguous detection labels
+    keypoints: np.ndarray  # N x K x 3 float32 (x, y, visibility 0/1/2); zeros where an object has none
+    mask: np.ndarray | None  # H x W uint8 contiguous segmentation labels, 255 = ignore
+    has_det: bool = True  # the source labels boxes for this image (no boxes then means "no objects")
+    has_pose: bool = False  # the source labels keypoints for this image
+    has_seg: bool = False  # the source labels a semantic mask for this image
+    image_id: int = 0
+    path: str = ""
+    extras: dict = field(default_factory=dict)
+
+    @classmethod
+    def empty_targets(cls, image: np.ndarray, num_keypoints: int, **kwargs) -> Sample:
+        return cls(image=image, boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int64),
+                   keypoints=np.zeros((0, num_keypoints, 3), np.float32), mask=None, **kwargs)
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image as RGB uint8; a missing or corrupt file raises DataError naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
+
+
+def read_label_png(path: str) -> np.ndarray:
+    """Read a single-channel label PNG (palette or grey) without any colour conversion."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise DataError(f"{path}: label map must be a single-channel PNG, got mode {im.mode}")
+            return np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: label map not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read label map ({e})") from None

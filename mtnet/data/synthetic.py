@@ -1,0 +1,309 @@
+"""Seeded synthetic multi-task data set, written to disk in real COCO formats.
+
+Why: nothing can be downloaded here, yet training, evaluation and export must run on data with all
+three tasks. The generator writes exactly what a COCO download has, so the same reader path is used:
+
+* ``<split>/<id:012d>.jpg``                         RGB images
+* ``annotations/instances_<split>.json``            boxes + polygons of the "thing" classes
+* ``annotations/person_keypoints_<split>.json``     the persons again with 17 COCO keypoints
+* ``annotations/stuff_<split>.json``                COCO-Stuff style RLE annotations of the "stuff" classes
+* ``stuffthingmaps/<split>/<id:012d>.png``          COCO-Stuff pixel maps: value = category id - 1, 255 = unlabeled
+
+Scenes are not trivial: 4 stuff regions with textures and wavy borders, 1-6 objects of 4 thing classes
+(person, sports ball, suitcase, kite) that overlap (each stays >= 40% visible), vary >= 4x in scale, and
+articulated people in random poses whose keypoints are marked occluded (v=1) when another object covers
+them and unlabeled (v=0) when they fall outside the image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
+
+KEYPOINT_NAMES = [
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+]
+# COCO's skeleton, 1-based as in person_keypoints_*.json.
+COCO_SKELETON = [
+    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
+    [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+]
+# Real COCO / COCO-Stuff ids, so id remapping is exercised exactly as on the real data set.
+THING_CATEGORIES = [
+    {"id": 1, "name": "person", "supercategory": "person"},
+    {"id": 33, "name": "suitcase", "supercategory": "accessory"},
+    {"id": 37, "name": "sports ball", "supercategory": "sports"},
+    {"id": 38, "name": "kite", "supercategory": "sports"},
+]
+STUFF_CATEGORIES = [
+    {"id": 124, "name": "grass", "supercategory": "plant"},
+    {"id": 154, "name": "sand", "supercategory": "ground"},
+    {"id": 157, "name": "sky-other", "supercategory": "sky"},
+    {"id": 178, "name": "water-other", "supercategory": "water"},
+]
+SKY, GRASS, SAND, WATER = 157, 124, 154, 178
+STUFF_COLORS = {SKY: (120, 170, 235), GRASS: (70, 150, 60), SAND: (215, 190, 130), WATER: (40, 90, 170)}
+
+
+@dataclass
+class _Object:
+    category_id: int
+    silhouette: np.ndarray  # bool HxW, the whole object before occlusion
+    keypoints: np.ndarray | None = None  # 17 x 3 for persons
+
+
+def _jitter(rng: np.random.Generator, color: tuple[int, int, int], amount: int = 30) -> tuple[int, ...]:
+    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in color)
+
+
+def _wavy_line(rng: np.random.Generator, size: int, base: float, amp: float) -> np.ndarray:
+    xs = np.arange(size)
+    phase, freq = rng.uniform(0, 2 * math.pi), rng.uniform(1.0, 3.0)
+    return base + amp * np.sin(xs / size * freq * 2 * math.pi + phase)
+
+
+def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sky above a wavy horizon; the ground split into two or three of grass / sand / water."""
+    ys = np.arange(size)[:, None]
+    horizon = _wavy_line(rng, size, rng.uniform(0.2, 0.55) * size, rng.uniform(2, 0.08 * size))
+    labels = np.full((size, size), SKY, np.int32)
+    ground = ys >= horizon[None, :]
+    kinds = list(rng.permutation([GRASS, SAND, WATER]))[: rng.integers(2, 4)]
+    # vertical-ish borders between ground regions
+    cuts = np.sort(rng.uniform(0.2, 0.8, len(kinds) - 1)) * size
+    xs = np.arange(size)[None, :] + (ys - size / 2) * rng.uniform(-0.6, 0.6)
+    region = np.searchsorted(cuts, xs)
+    for i, kind in enumerate(kinds):
+        labels[ground & (region == i)] = kind
+    image = np.zeros((size, size, 3), np.float32)
+    for kind in np.unique(labels):
+        sel = labels == kind
+        image[sel] = _jitter(rng, STUFF_COLORS[int(kind)], 25)
+    # texture: low-frequency blobs + stripes so regions are told apart by more than a flat colour
+    noise = cv2.resize(rng.normal(0, 18, (size // 8, size // 8, 3)).astype(np.float32), (size, size))
+    stripes = 10 * np.sin(np.arange(size)[None, :, None] / rng.uniform(2, 6)) * (labels == WATER)[..., None]
+    image += noise + stripes
+    return image, labels
+
+
+def _person(rng: np.random.Generator, size: int, height: float, cx: float, cy: float) -> tuple[Image.Image, np.ndarray]:
+    """An articulated stick figure: returns an RGBA drawing and its 17 x 2 keypoints (facing the camera)."""
+    h = height
+    lean = rng.uniform(-0.25, 0.25)
+    up = np.array([math.sin(lean), -math.cos(lean)])
+    right = np.array([-up[1], up[0]])  # image right = the person's left (facing the camera)
+    hip_c = np.array([cx, cy + 0.05 * h])
+    neck = hip_c + up * 0.32 * h
+    head = neck + up * 0.13 * h
+    sh_w, hip_w = 0.11 * h, 0.07 * h
+    kp = np.zeros((17, 2))
+    kp[5], kp[6] = neck + right * sh_w, neck - right * sh_w  # left/right shoulder
+    kp[11], kp[12] = hip_c + right * hip_w, hip_c - right * hip_w
+
+    def limb(start, base_angle, l1, l2, spread):
+        a1 = base_angle + rng.uniform(-spread, spread)
+        a2 = a1 + rng.uniform(-1.4, 1.4)
+        mid = start + l1 * np.array([math.cos(a1), math.sin(a1)])
+        end = mid + l2 * np.array([math.cos(a2), math.sin(a2)])
+        return mid, end
+
+    down = math.atan2(-up[1], -up[0])
+    kp[7], kp[9] = limb(kp[5], down - 0.4, 0.15 * h, 0.14 * h, 1.6)
+    kp[8], kp[10] = limb(kp[6], down + 0.4, 0.15 * h, 0.14 * h, 1.6)
+    kp[13], kp[15] = limb(kp[11], down - 0.1, 0.23 * h, 0.22 * h, 0.5)
+    kp[14], kp[16] = limb(kp[12], down + 0.1, 0.23 * h, 0.22 * h, 0.5)
+    face = head + right * rng.uniform(-0.02, 0.02) * h
+    kp[0] = face + (-up) * 0.01 * h
+    kp[1], kp[2] = face + right * 0.03 * h + up * 0.025 * h, face - right * 0.03 * h + up * 0.025 * h
+    kp[3], kp[4] = head + right * 0.065 * h, head - right * 0.065 * h
+
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    shirt, pants = _jitter(rng, tuple(rng.integers(0, 256, 3)), 0), _jitter(rng, tuple(rng.integers(0, 256, 3)), 0)
+    skin = _jitter(rng, (224, 172, 105), 40)
+    lw_leg, lw_arm = max(2, int(0.075 * h)), max(2, int(0.055 * h))
+
+    def line(a, b, color, width):
+        d.line([tuple(a), tuple(b)], fill=color + (255,), width=width)
+        r = width / 2
+        d.ellipse([b[0] - r, b[1] - r, b[0] + r, b[1] + r], fill=color + (255,))
+
+    for hip, knee, ankle in ((11, 13, 15), (12, 14, 16)):
+        line(kp[hip], kp[knee], pants, lw_leg)
+        line(kp[knee], kp[ankle], tuple(int(c * 0.7) for c in pants), lw_leg)
+    d.polygon([tuple(kp[5]), tuple(kp[6]), tuple(kp[12]), tuple(kp[11])], fill=shirt + (255,))
+    for sh, el, wr in ((5, 7, 9), (6, 8, 10)):
+        line(kp[sh], kp[el], shirt, lw_arm)
+        line(kp[el], kp[wr], skin, lw_arm)
+    r = 0.085 * h
+    d.ellipse([head[0] - r, head[1] - r, head[0] + r, head[1] + r], fill=skin + (255,))
+    er = max(1.0, 0.012 * h)
+    for i in (1, 2):
+        d.ellipse([kp[i][0] - er, kp[i][1] - er, kp[i][0] + er, kp[i][1] + er], fill=(20, 20, 20, 255))
+    return layer, kp
+
+
+def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float, cx: float, cy: float) -> Image.Image:
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+    color = tuple(int(c) for c in rng.integers(0, 256, 3)) + (255,)
+    r = extent / 2
+    if category_id == 37:  # sports ball: disk with a seam
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
+        d.arc([cx - r, cy - r * 0.5, cx + r, cy + r * 0.5], 0, 180, fill=(255, 255, 255, 255), width=max(1, int(r / 6)))
+    elif category_id == 33:  # suitcase: rotated rectangle with a handle
+        a = rng.uniform(-0.5, 0.5)
+        w, h = r, r * rng.uniform(0.6, 0.8)
+        corners = [(-w, -h), (w, -h), (w, h), (-w, h)]
+        pts = [(cx + x * math.cos(a) - y * math.sin(a), cy + x * math.sin(a) + y * math.cos(a)) for x, y in corners]
+        d.polygon(pts, fill=color)
+        hx, hy = cx + (-h * 1.25) * -math.sin(a), cy + (-h * 1.25) * math.cos(a)
+        d.line([(hx - 0.3 * w * math.cos(a), hy - 0.3 * w * math.sin(a)), (hx + 0.3 * w * math.cos(a), hy + 0.3 * w * math.sin(a))],
+               fill=color, width=max(2, int(r / 5)))
+    else:  # kite: a diamond with a tail
+        a = rng.uniform(-0.6, 0.6)
+        pts = [(0, -r), (0.6 * r, -0.2 * r), (0, r), (-0.6 * r, -0.2 * r)]
+        pts = [(cx + x * math.cos(a) - y * math.sin(a), cy + x * math.sin(a) + y * math.cos(a)) for x, y in pts]
+        d.polygon(pts, fill=color)
+        d.line([pts[0], pts[2]], fill=(30, 30, 30, 255), width=max(1, int(r / 10)))
+    return layer
+
+
+def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Return image (uint8), semantic map (category ids) and instance records with visible masks."""
+    image, labels = _background(rng, size)
+    canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    owner = np.zeros((size, size), np.int32)  # 0 = background, i+1 = object i on top
+    objects: list[_Object] = []
+    num = int(rng.integers(1, 7))
+    for _ in range(num * 4):  # try placements until `num` objects fit with enough visibility
+        if len(objects) == num:
+            break
+        category = int(rng.choice([1, 1, 33, 37, 38]))
+        cx, cy = rng.uniform(0.1, 0.9) * size, rng.uniform(0.25, 0.85) * size
+        if category == 1:
+            layer, kp = _person(rng, size, rng.uniform(0.2, 0.8) * size, cx, cy)
+        else:
+            layer, kp = _shape(rng, size, category, rng.uniform(0.08, 0.33) * size, cx, cy), None
+        silhouette = np.asarray(layer)[..., 3] > 127
+        if silhouette.sum() < 40:
+            continue
+        candidate = owner.copy()
+        candidate[silhouette] = len(objects) + 1
+        visible_ok = all((candidate == i + 1).sum() >= 0.4 * o.silhouette.sum() for i, o in enumerate(objects))
+        if not visible_ok or (candidate == len(objects) + 1).sum() < 0.6 * silhouette.sum():
+            continue
+        owner = candidate
+        canvas.paste(layer, (0, 0), layer)
+        objects.append(_Object(category, silhouette, None if kp is None else np.concatenate([kp, np.full((17, 1), 2.0)], 1)))
+    img = np.asarray(canvas).astype(np.float32)
+    img += rng.normal(0, 6, img.shape)  # sensor noise
+    img *= rng.uniform(0.75, 1.2)  # exposure
+    img = np.clip(img, 0, 255).astype(np.uint8)
+
+    records = []
+    for i, obj in enumerate(objects):
+        visible = owner == i + 1
+        labels[visible] = obj.category_id
+        rec = {"category_id": obj.category_id, "mask": visible}
+        if obj.keypoints is not None:
+            kp = obj.keypoints.copy()
+            for k in range(17):
+                x, y = kp[k, :2]
+                if not (0 <= x < size and 0 <= y < size):
+                    kp[k] = 0  # outside the image: unlabeled (COCO: x=y=v=0)
+                elif owner[int(y), int(x)] > i + 1:
+                    kp[k, 2] = 1  # covered by an object drawn later: labeled, not visible
+            rec["keypoints"] = kp
+        records.append(rec)
+    return img, labels, records
+
+
+def _polygons(mask: np.ndarray) -> list[list[float]]:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    return [p for p in polys if len(p) >= 6]
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def generate_split(root: Path, split: str, num_images: int, size: int, seed: int, progress: bool = True) -> None:
+    """Write one split; deterministic given (split, num_images, size, seed)."""
+    img_dir, map_dir, ann_dir = root / split, root / "stuffthingmaps" / split, root / "annotations"
+    for d in (img_dir, map_dir, ann_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    split_seed = seed * 1000 + sum(map(ord, split))
+    images, instances, persons, stuff = [], [], [], []
+    ann_id = 1
+    for i in tqdm(range(num_images), desc=f"synthetic {split}", disable=not progress, leave=False):
+        rng = np.random.default_rng([split_seed, i])
+        img, labels, records = _render_scene(rng, size)
+        image_id = i + 1
+        file_name = f"{image_id:012d}.jpg"
+        Image.fromarray(img).save(img_dir / file_name, quality=92)
+        Image.fromarray((labels - 1).astype(np.uint8)).save(map_dir / f"{image_id:012d}.png")
+        images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
+        for rec in records:
+            ys, xs = np.nonzero(rec["mask"])
+            x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+            ann = {
+                "id": ann_id, "image_id": image_id, "category_id": rec["category_id"], "iscrowd": 0,
+                "area": float(rec["mask"].sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "segmentation": _polygons(rec["mask"]),
+            }
+            instances.append(ann)
+            if "keypoints" in rec:
+                kp = rec["keypoints"]
+                persons.append(ann | {"keypoints": [round(float(v), 2) for v in kp.reshape(-1)],
+                                      "num_keypoints": int((kp[:, 2] > 0).sum())})
+            ann_id += 1
+        for cat in STUFF_CATEGORIES:
+            m = labels == cat["id"]
+            if m.any():
+                rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+                rle["counts"] = rle["counts"].decode("ascii")
+                stuff.append({"id": ann_id, "image_id": image_id, "category_id": cat["id"], "iscrowd": 0,
+                              "area": float(m.sum()), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                              "segmentation": rle})
+                ann_id += 1
+    info = {"description": "mtnet synthetic multi-task data set", "version": "1.0", "year": 2026}
+    person_cat = dict(THING_CATEGORIES[0], keypoints=KEYPOINT_NAMES, skeleton=COCO_SKELETON)
+    _atomic_json(ann_dir / f"instances_{split}.json",
+                 {"info": info, "images": images, "annotations": instances, "categories": THING_CATEGORIES})
+    _atomic_json(ann_dir / f"person_keypoints_{split}.json",
+                 {"info": info, "images": images, "annotations": persons, "categories": [person_cat]})
+    _atomic_json(ann_dir / f"stuff_{split}.json",
+                 {"info": info, "images": images, "annotations": stuff, "categories": STUFF_CATEGORIES})
+
+
+def generate_dataset(root: str | Path, num_train: int, num_val: int, size: int = 256, seed: int = 0,
+                     progress: bool = True) -> Path:
+    """Generate train and val splits under ``root`` (skipped when a complete copy with the same recipe exists)."""
+    root = Path(root)
+    recipe = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed, "version": 1}
+    stamp = root / "synthetic.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    generate_split(root, "train", num_train, size, seed, progress)
+    generate_split(root, "val", num_val, size, seed, progress)
+    _atomic_json(stamp, recipe)
+    return root

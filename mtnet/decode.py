@@ -1,0 +1,100 @@
+"""Raw deploy-mode tensors -> boxes, scores, labels, keypoints, masks.
+
+One NumPy implementation used by every backend (PyTorch, ONNX Runtime, LiteRT), so an exported
+artifact is evaluated with exactly the decoding the PyTorch model is evaluated with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # [N, 4] xyxy pixels
+    scores: np.ndarray  # [N]
+    labels: np.ndarray  # [N] contiguous class labels
+    keypoints: np.ndarray | None = None  # [N, K, 3] x, y pixels and visibility probability
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def scaled(self, factor: float) -> Detections:
+        """Divide coordinates by ``factor`` (letterbox scale -> original image pixels)."""
+        kp = None
+        if self.keypoints is not None:
+            kp = self.keypoints.copy()
+            kp[..., :2] /= factor
+        return Detections(self.boxes / factor, self.scores, self.labels, kp)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS; returns kept indices in descending score order."""
+    order = np.argsort(-scores, kind="stable")
+    x0, y0, x1, y1 = boxes.T
+    areas = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0, None)
+        h = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0, None)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Class-aware NMS: boxes of different classes never suppress each other (coordinate-offset trick)."""
+    if boxes.size == 0:
+        return np.zeros((0,), np.int64)
+    offset = labels.astype(np.float32)[:, None] * (boxes.max() + 1.0)
+    return nms(boxes + offset, scores, iou_threshold)
+
+
+def decode_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    keypoints: np.ndarray | None = None,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.6,
+    max_det: int = 100,
+    max_candidates: int = 3000,
+    multi_label: bool = True,
+) -> Detections:
+    """One image's deploy outputs: ``boxes`` [A, 4], ``scores`` [A, C], ``keypoints`` [A, K*3] or [A, K, 3].
+
+    ``multi_label`` keeps every (anchor, class) pair above ``conf`` (best for mAP); otherwise only the
+    top class per anchor (what an app usually wants).
+    """
+    boxes = np.asarray(boxes, np.float32)
+    scores = np.asarray(scores, np.float32)
+    if multi_label:
+        anchor_idx, labels = np.nonzero(scores > conf)
+        cand_scores = scores[anchor_idx, labels]
+    else:
+        labels = scores.argmax(1)
+        cand_scores = scores[np.arange(len(scores)), labels]
+        anchor_idx = np.nonzero(cand_scores > conf)[0]
+        labels, cand_scores = labels[anchor_idx], cand_scores[anchor_idx]
+    if len(cand_scores) > max_candidates:
+        top = np.argpartition(-cand_scores, max_candidates)[:max_candidates]
+        anchor_idx, labels, cand_scores = anchor_idx[top], labels[top], cand_scores[top]
+    keep = batched_nms(boxes[anchor_idx], cand_scores, labels, iou)[:max_det]
+    anchor_idx = anchor_idx[keep]
+    kp = None
+    if keypoints is not None:
+        kp = np.asarray(keypoints, np.float32)
+        kp = kp.reshape(kp.shape[0], -1, 3)[anchor_idx]
+    return Detections(boxes[anchor_idx], cand_scores[keep], labels[keep].astype(np.int64), kp)
+
+
+def decode_segmentation(seg: np.ndarray) -> np.ndarray:
+    """[S, H, W] logits (or an [H, W] argmax map) -> [H, W] uint8 class labels."""
+    seg = np.asarray(seg)
+    return (seg.argmax(0) if seg.ndim == 3 else seg).astype(np.uint8)

@@ -1,0 +1,37 @@
+"""Metric tables for the terminal and the stable ``metrics.json`` schema scripts can rely on.
+
+metrics.json keys (floats in [0, 1] unless stated; a task the model lacks is absent):
+  bbox_AP, bbox_AP50, bbox_AP75        COCO box AP@[.5:.95], AP@.5, AP@.75 (faster-coco-eval)
+  kpt_AP, kpt_AP50, kpt_AP75           COCO keypoint OKS-AP
+  mIoU, pixel_acc, per_class_IoU       semantic segmentation; per_class_IoU maps class name -> IoU (null if absent)
+  wall_s, train_s, eval_s              seconds
+  params, imgsz, tasks, epochs, checkpoint, num_images
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..engine.checkpoint import atomic_write
+
+SUMMARY_ROWS = [("bbox AP", "bbox_AP"), ("bbox AP50", "bbox_AP50"), ("keypoint OKS-AP", "kpt_AP"),
+                ("keypoint OKS-AP50", "kpt_AP50"), ("mIoU", "mIoU"), ("pixel accuracy", "pixel_acc")]
+
+
+def metrics_table(metrics: dict) -> str:
+    lines = [f"{'metric':<22}{'value':>10}", "-" * 32]
+    for label, key in SUMMARY_ROWS:
+        if key in metrics:
+            lines.append(f"{label:<22}{metrics[key]:>10.4f}")
+    for name, iou in (metrics.get("per_class_IoU") or {}).items():
+        lines.append(f"{'  IoU ' + name:<22}{'n/a' if iou is None else f'{iou:.4f}':>10}")
+    for label, key in (("wall time (s)", "wall_s"), ("train time (s)", "train_s"), ("eval time (s)", "eval_s")):
+        if key in metrics:
+            lines.append(f"{label:<22}{metrics[key]:>10.1f}")
+    return "\n".join(lines)
+
+
+def write_metrics_json(metrics: dict, path: str | Path) -> None:
+    text = json.dumps(metrics, indent=2, sort_keys=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -1,0 +1,21 @@
+"""Keypoint losses: OKS-based regression (YOLO-Pose, Maji et al. 2022) and keypoint visibility BCE."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def oks_loss(pred_xy: torch.Tensor, gt: torch.Tensor, area: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """1 - OKS per labelled keypoint, averaged with a per-instance factor so persons with few labelled
+    keypoints are not down-weighted. ``pred_xy`` [N, K, 2], ``gt`` [N, K, 3], ``area`` [N], ``sigmas`` [K]."""
+    labelled = (gt[..., 2] > 0).float()
+    d2 = (pred_xy - gt[..., :2]).pow(2).sum(-1)
+    e = d2 / ((2 * sigmas).pow(2) * (area[:, None] + 1e-9) * 2)
+    factor = labelled.shape[1] / (labelled.sum(1, keepdim=True) + 1e-9)
+    return (factor * (1 - torch.exp(-e)) * labelled).mean()
+
+
+def visibility_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Predict whether a keypoint is labelled (v > 0) — used to hide absent joints when drawing."""
+    return F.binary_cross_entropy_with_logits(logits, (gt[..., 2] > 0).float())

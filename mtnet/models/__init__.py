@@ -1,0 +1,26 @@
+"""Model builders. ``build_model(cfg.model, meta)`` is the one entry point (torchvision-style, keyword-only)."""
+
+from __future__ import annotations
+
+from ..config import ModelConfig
+from ..data.meta import DatasetMeta
+from .multitask import MultiTaskNet
+
+
+def build_model(cfg: ModelConfig, meta: DatasetMeta) -> MultiTaskNet:
+    return MultiTaskNet(
+        meta,
+        tasks=list(cfg.tasks),
+        width=cfg.width,
+        neck_channels=cfg.neck_channels,
+        head_channels=cfg.head_channels,
+        seg_channels=cfg.seg_channels,
+        pan=cfg.pan,
+    )
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["MultiTaskNet", "build_model", "count_parameters"]

@@ -1,0 +1,47 @@
+"""Anchor-free detection head (FCOS/YOLOX family), shared across pyramid levels.
+
+Per location it predicts class logits (trained as an IoU-aware "quality" score, so no separate
+centerness branch is needed) and four distances (left, top, right, bottom) to the box edges, in units
+of the level's stride. Label assignment is task-aligned (TOOD), see ``mtnet.losses.assigner``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..layers import DWSeparable
+
+
+class DetectionHead(nn.Module):
+    def __init__(self, channels: int, hidden: int, num_classes: int, prior_prob: float = 0.01):
+        super().__init__()
+        self.cls_tower = nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden))
+        self.reg_tower = nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden))
+        self.cls_pred = nn.Conv2d(hidden, num_classes, 1)
+        self.box_pred = nn.Conv2d(hidden, 4, 1)
+        nn.init.normal_(self.cls_pred.weight, std=0.01)
+        nn.init.constant_(self.cls_pred.bias, -math.log((1 - prior_prob) / prior_prob))
+        nn.init.normal_(self.box_pred.weight, std=0.01)
+        nn.init.constant_(self.box_pred.bias, 0.5)
+        self.num_classes = num_classes
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return class logits [B, A, C] and raw distances [B, A, 4] over all levels (row-major per level)."""
+        cls_out, box_out = [], []
+        for f in feats:
+            cls_out.append(self.cls_pred(self.cls_tower(f)).flatten(2))
+            box_out.append(self.box_pred(self.reg_tower(f)).flatten(2))
+        return torch.cat(cls_out, 2).transpose(1, 2), torch.cat(box_out, 2).transpose(1, 2)
+
+
+def distances_to_pixels(raw: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """Raw head output -> non-negative ltrb distances in pixels (softplus keeps gradients alive at 0)."""
+    return nn.functional.softplus(raw) * strides[:, None]
+
+
+def distances_to_boxes(dist: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """ltrb distances [.., A, 4] around anchor points [A, 2] -> xyxy boxes."""
+    return torch.cat([points - dist[..., :2], points + dist[..., 2:]], dim=-1)

@@ -1,0 +1,34 @@
+"""Keypoint head predicting, at every location, the K keypoints of the person detected there.
+
+YOLO-Pose style: keypoints are offsets from the anchor point, so each detection carries its own
+skeleton and multi-person pose needs no grouping step; NMS on the boxes picks the skeletons too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import DWSeparable
+
+
+class PoseHead(nn.Module):
+    def __init__(self, channels: int, hidden: int, num_keypoints: int):
+        super().__init__()
+        self.tower = nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden))
+        self.pred = nn.Conv2d(hidden, num_keypoints * 3, 1)
+        nn.init.normal_(self.pred.weight, std=0.01)
+        nn.init.zeros_(self.pred.bias)
+        self.num_keypoints = num_keypoints
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Return raw keypoints [B, A, K, 3] = (dx, dy, visibility logit) over all levels."""
+        outs = [self.pred(self.tower(f)).flatten(2) for f in feats]
+        raw = torch.cat(outs, 2).transpose(1, 2)
+        return raw.reshape(raw.shape[0], raw.shape[1], self.num_keypoints, 3)
+
+
+def keypoints_to_pixels(raw: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """(dx, dy) are in units of 2*stride from the anchor point (YOLOv8-pose); returns x, y pixels + logit."""
+    xy = points[:, None, :] + raw[..., :2] * (2.0 * strides[:, None, None])
+    return torch.cat([xy, raw[..., 2:3]], dim=-1)

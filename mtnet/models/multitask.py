@@ -1,0 +1,130 @@
+"""The multi-task network: one MobileNetV2 + one FPN-lite neck feeding detection, pose and segmentation.
+
+``forward`` has two modes. Training (default) returns a dict of raw tensors for the criterion.
+Deploy (``model.deploy = True``, used by export and the predictors) returns a fixed tuple whose names
+are ``model.output_names()``:
+
+* ``boxes``     [B, A, 4]   xyxy in input pixels (grid and stride applied in-graph)
+* ``scores``    [B, A, C]   per-class probabilities (sigmoid)
+* ``keypoints`` [B, A, K*3] per location (x, y) in input pixels and visibility probability  (pose only)
+* ``seg``       [B, S, H, W] segmentation logits at input size, or [B, H, W] int32 argmax      (seg only)
+
+A = sum over strides 8/16/32 of (H/s)*(W/s), ordered level by level, row-major inside a level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.meta import DatasetMeta
+from .heads.detection import DetectionHead
+from .heads.pose import PoseHead
+from .heads.segmentation import SegmentationHead
+from .mobilenetv2 import MobileNetV2
+from .neck import FPNLite
+
+STRIDES = (8, 16, 32)
+
+
+def anchor_points(
+    shapes: list[tuple[int, int]], strides: tuple[int, ...], device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres of every feature-map cell in input pixels [A, 2] and the stride of each [A]."""
+    points, stride_list = [], []
+    for (h, w), s in zip(shapes, strides, strict=True):
+        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * s
+        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * s
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
+        stride_list.append(torch.full((h * w,), float(s), device=device))
+    return torch.cat(points), torch.cat(stride_list)
+
+
+class MultiTaskNet(nn.Module):
+    def __init__(
+        self,
+        meta: DatasetMeta,
+        *,
+        tasks: list[str],
+        width: float = 1.0,
+        neck_channels: int = 64,
+        head_channels: int = 64,
+        seg_channels: int = 64,
+        pan: bool = False,
+    ):
+        super().__init__()
+        tasks = [t for t in ("det", "seg", "pose") if t in tasks]
+        if "pose" in tasks and "det" not in tasks:
+            raise ValueError("the pose task predicts keypoints per person detection: enable 'det' too")
+        if "det" in tasks and not meta.det_classes:
+            raise ValueError("the det task needs detection classes in the data set")
+        if "seg" in tasks and not meta.seg_classes:
+            raise ValueError("the seg task needs segmentation classes in the data set")
+        if "pose" in tasks and not meta.num_keypoints:
+            raise ValueError("the pose task needs keypoints in the data set")
+        self.meta = meta
+        self.tasks = tasks
+        self.backbone = MobileNetV2(width)
+        self.neck = FPNLite(self.backbone.out_channels, neck_channels, pan=pan, with_c2="seg" in tasks)
+        self.det_head = DetectionHead(neck_channels, head_channels, len(meta.det_classes)) if "det" in tasks else None
+        self.pose_head = PoseHead(neck_channels, head_channels, meta.num_keypoints) if "pose" in tasks else None
+        self.seg_head = SegmentationHead(neck_channels, seg_channels, len(meta.seg_classes)) if "seg" in tasks else None
+        self.deploy = False
+        self.seg_output = "logits"  # deploy mode: "logits" or "argmax"
+        self.strides = STRIDES
+
+    def output_names(self) -> list[str]:
+        names = []
+        if self.det_head is not None:
+            names += ["boxes", "scores"]
+        if self.pose_head is not None:
+            names.append("keypoints")
+        if self.seg_head is not None:
+            names.append("seg")
+        return names
+
+    def forward(self, images: torch.Tensor) -> Any:
+        """``images``: normalised float [B, 3, H, W] (see ``mtnet.data.transforms.normalize``)."""
+        feats = self.backbone(images)
+        pyramid, c2 = self.neck(feats)
+        out: dict[str, torch.Tensor] = {}
+        if self.det_head is not None:
+            shapes = [(int(p.shape[2]), int(p.shape[3])) for p in pyramid]
+            points, strides = anchor_points(shapes, self.strides, images.device)
+            out["cls"], out["box"] = self.det_head(pyramid)
+            out["points"], out["strides"] = points, strides
+            if self.pose_head is not None:
+                out["kpt"] = self.pose_head(pyramid)
+        if self.seg_head is not None:
+            out["seg"] = self.seg_head(pyramid[0], c2)
+        return self._deploy_outputs(out, images) if self.deploy else out
+
+    def _deploy_outputs(self, out: dict[str, torch.Tensor], images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Decode in-graph with rank-3 tensors and [1, A, 1] constants only.
+
+        Same values as ``distances_to_pixels`` / ``keypoints_to_pixels``, written so converters see no
+        rank-4 broadcasting (onnx2tf mis-transposes those) and every op is a GPU-delegate builtin.
+        """
+        results: list[torch.Tensor] = []
+        if "cls" in out:
+            points = out["points"][None]  # [1, A, 2]
+            strides = out["strides"][None, :, None]  # [1, A, 1]
+            # xyxy = (cx, cy, cx, cy) + softplus(raw) * stride * (-1, -1, 1, 1): one mul + add, no concat
+            # (onnx2tf 1.28 mis-converts `constant - tensor` and transposes the concatenated result).
+            sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=points.device)
+            boxes = points.repeat(1, 1, 2) + nn.functional.softplus(out["box"]) * (strides * sign)
+            results += [boxes, out["cls"].sigmoid()]
+        if "kpt" in out:
+            raw = out["kpt"].reshape(out["kpt"].shape[0], out["kpt"].shape[1], -1)  # [B, A, K*3]
+            scale = 2.0 * strides
+            x = points[..., 0:1] + raw[..., 0::3] * scale
+            y = points[..., 1:2] + raw[..., 1::3] * scale
+            kpt = torch.stack([x, y, raw[..., 2::3].sigmoid()], dim=-1)
+            results.append(kpt.reshape(raw.shape))
+        if "seg" in out:
+            seg = nn.functional.interpolate(out["seg"], size=images.shape[-2:], mode="bilinear", align_corners=False)
+            results.append(seg.argmax(1).to(torch.int32) if self.seg_output == "argmax" else seg)
+        return tuple(results)

@@ -1,0 +1,82 @@
+"""High-level jobs shared by the CLI, notebooks and benchmarks: train+report, evaluate, predict."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .data.coco import CocoSource
+from .data.sample import read_image
+from .eval.evaluator import evaluate
+from .eval.report import write_metrics_json
+from .infer.predictor import Predictor
+from .infer.visualize import draw_prediction, save_grid
+
+
+def open_split(root: str | Path, split: str) -> CocoSource:
+    return CocoSource(root, split)
+
+
+def evaluate_model(model_path: str | Path, data_root: str | Path, split: str, *, conf: float = 0.001,
+                   iou: float = 0.6, max_det: int = 100, progress: bool = True) -> dict:
+    """COCO metrics of a checkpoint or exported model on a COCO-format split."""
+    predictor = Predictor.from_path(model_path, conf=conf, iou=iou, max_det=max_det, multi_label=True)
+    return evaluate(predictor, open_split(data_root, split), progress=progress)
+
+
+def draw_examples(predictor: Predictor, source: CocoSource, out_path: str | Path, num: int = 8) -> None:
+    """Predictions drawn on the first ``num`` images of ``source`` as one PNG grid."""
+    images = [source.load(i).image for i in range(min(num, len(source)))]
+    preds = predictor.predict(images)
+    save_grid([draw_prediction(im, p, predictor.meta) for im, p in zip(images, preds, strict=True)], out_path)
+
+
+def predict_files(model_path: str | Path, images: list[str | Path], out_dir: str | Path, *, conf: float = 0.25,
+                  iou: float = 0.6) -> list[Path]:
+    """Draw predictions for each image into ``out_dir`` (``<stem>.png``) and return the written paths."""
+    predictor = Predictor.from_path(model_path, conf=conf, iou=iou)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        image = read_image(str(path))
+        pred = predictor.predict([image])[0]
+        target = out_dir / f"{Path(path).stem}.png"
+        from PIL import Image
+
+        Image.fromarray(draw_prediction(image, pred, predictor.meta)).save(target)
+        written.append(target)
+    return written
+
+
+def train_and_report(cfg: Config, *, resume: bool | str = False, progress: bool = True) -> dict:
+    """Train, then evaluate ``best.pt`` on the val split and write ``metrics.json`` and ``examples.png``."""
+    from .engine.trainer import Trainer
+    from .models import count_parameters
+
+    start = time.perf_counter()
+    trainer = Trainer(cfg, resume=resume, progress=progress)
+    result = trainer.fit()
+    train_s = time.perf_counter() - start
+    if result.stopped_early:
+        return {"stopped_early": True, "step": trainer.step, "run_dir": str(result.run_dir)}
+    best = result.run_dir / "best.pt"
+    ec = trainer.cfg.eval
+    predictor = Predictor.from_checkpoint(best, conf=ec.conf, iou=ec.iou, max_det=ec.max_det, multi_label=True)
+    metrics = evaluate(predictor, trainer.val_src, progress=progress)
+    draw_examples(Predictor.from_checkpoint(best, conf=0.3), trainer.val_src, result.run_dir / "examples.png",
+                  ec.num_examples)
+    metrics.update(
+        wall_s=time.perf_counter() - start, train_s=train_s, params=count_parameters(predictor.backend.model),
+        imgsz=trainer.cfg.data.imgsz, tasks=list(trainer.model.tasks), epochs=trainer.cfg.train.epochs,
+        checkpoint=str(best), run_dir=str(result.run_dir),
+    )
+    write_metrics_json(_finite(metrics), result.run_dir / "metrics.json")
+    return metrics
+
+
+def _finite(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}

@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny synthetic COCO-format data set and a tiny trained checkpoint (session-scoped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtnet.config import load_config
+from mtnet.data.synthetic import generate_dataset
+
+TINY_OVERRIDES = [
+    "data.imgsz=160", "data.synthetic.image_size=160", "data.synthetic.num_train=24", "data.synthetic.num_val=6",
+    "model.width=0.35", "model.neck_channels=24", "model.head_channels=24", "model.seg_channels=24",
+    "train.epochs=1", "train.batch_size=8", "train.warmup_epochs=0.5", "eval.num_examples=2",
+]
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, num_train=24, num_val=6, size=160, seed=0, progress=False)
+    return root
+
+
+def tiny_config(root: Path, out: Path, *extra: str):
+    return load_config("quickstart", TINY_OVERRIDES + [f"data.root={root}", f"output_dir={out}", *extra])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_root, tmp_path_factory) -> Path:
+    """A finished one-epoch three-task run (best.pt, last.pt, metrics.json ...)."""
+    from mtnet.workflows import train_and_report
+
+    out = tmp_path_factory.mktemp("runs")
+    metrics = train_and_report(tiny_config(synthetic_root, out, "name=tiny"), progress=False)
+    return Path(metrics["run_dir"])

@@ -1,0 +1,50 @@
+import pytest
+
+from mtnet.config import ConfigError, load_config, parse_overrides
+
+
+def test_packaged_quickstart_loads_with_overrides():
+    cfg = load_config("quickstart", ["train.epochs=3", "model.tasks=[det,seg]", "data.augment.scale=[0.5,1.5]"])
+    assert cfg.train.epochs == 3
+    assert cfg.model.tasks == ["det", "seg"]
+    assert cfg.data.augment.scale == (0.5, 1.5)
+
+
+def test_unknown_key_names_the_key_and_suggests(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  epohcs: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.epohcs'.*'train.epochs'"):
+        load_config(p)
+
+
+def test_unknown_override_is_rejected():
+    with pytest.raises(ConfigError, match="unknown config key 'model.depth'"):
+        load_config("quickstart", ["model.depth=3"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=abc", "train.epochs: expected an integer"),
+        ("model.tasks=[det,depth]", "model.tasks"),
+        ("model.tasks=[pose]", None),  # valid config; rejected when the model is built (pose needs det)
+        ("data.imgsz=100", "multiple of 32"),
+        ("train.optimizer=lamb", "train.optimizer"),
+        ("noequals", "key.sub=value"),
+    ],
+)
+def test_bad_values_give_clear_errors(override, message):
+    if message is None:
+        assert load_config("quickstart", [override]).model.tasks == ["pose"]
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config("quickstart", [override])
+
+
+def test_missing_config_file_lists_packaged_ones():
+    with pytest.raises(ConfigError, match="config file not found: nope.yaml.*quickstart"):
+        load_config("nope.yaml")
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_overrides(["a.b=1", "a.c=true", "d=[1,2]"]) == {"a": {"b": 1, "c": True}, "d": [1, 2]}

@@ -1,0 +1,88 @@
+"""Every model configuration: shapes, mobile-friendly ops only, tracing and ONNX export of deploy mode."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from mtnet.config import ModelConfig
+from mtnet.data.meta import DatasetMeta, flip_index_from_names
+from mtnet.data.synthetic import KEYPOINT_NAMES
+from mtnet.models import build_model
+
+META = DatasetMeta(
+    det_classes=["person", "ball", "box"], det_category_ids=[1, 5, 9], seg_classes=list("abcde"),
+    seg_category_ids=[1, 2, 3, 4, 5], keypoint_names=KEYPOINT_NAMES, flip_index=flip_index_from_names(KEYPOINT_NAMES),
+    keypoint_class=0, keypoint_sigmas=[0.05] * 17,
+)
+TASK_SETS = [["det"], ["seg"], ["det", "pose"], ["det", "seg"], ["det", "seg", "pose"]]
+CONFIGS = [
+    ModelConfig(width=w, tasks=t, pan=pan, neck_channels=32, head_channels=32, seg_channels=32)
+    for w, t, pan in itertools.product([0.35, 1.4], TASK_SETS, [False, True])
+]
+FORBIDDEN = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"w{c.width}-{'+'.join(c.tasks)}-pan{int(c.pan)}")
+def test_no_transposed_or_deformable_convs_and_shapes(cfg):
+    model = build_model(cfg, META)
+    for name, module in model.named_modules():
+        assert not isinstance(module, FORBIDDEN), f"{name} is a transposed conv"
+        assert "deform" not in type(module).__name__.lower(), f"{name} is a deformable conv"
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 160, 160))
+    a = (20 * 20 + 10 * 10 + 5 * 5)
+    if "det" in cfg.tasks:
+        assert out["cls"].shape == (2, a, 3) and out["box"].shape == (2, a, 4)
+    if "pose" in cfg.tasks:
+        assert out["kpt"].shape == (2, a, 17, 3)
+    if "seg" in cfg.tasks:
+        assert out["seg"].shape == (2, 5, 40, 40)
+
+
+def test_width_multiplier_changes_backbone_channels():
+    small = build_model(ModelConfig(width=0.35, tasks=["det"]), META)
+    large = build_model(ModelConfig(width=1.4, tasks=["det"]), META)
+    assert small.backbone.out_channels[-1] < large.backbone.out_channels[-1]
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in large.parameters())
+
+
+def test_deploy_outputs_are_decoded_to_pixels():
+    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META).eval()
+    model.deploy = True
+    boxes, scores, kpts, seg = model(torch.randn(1, 3, 160, 160))
+    assert model.output_names() == ["boxes", "scores", "keypoints", "seg"]
+    assert boxes.shape == (1, 525, 4) and scores.shape == (1, 525, 3) and kpts.shape == (1, 525, 51)
+    assert seg.shape == (1, 5, 160, 160)
+    assert (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # anchor points lie inside their boxes: distances are non-negative around the grid centres
+    centres = (boxes[..., :2] + boxes[..., 2:]) / 2
+    assert centres.min() > -160 and centres.max() < 320
+    model.seg_output = "argmax"
+    assert model(torch.randn(1, 3, 160, 160))[-1].dtype == torch.int32
+
+
+def test_pose_without_det_is_rejected():
+    with pytest.raises(ValueError, match="enable 'det'"):
+        build_model(ModelConfig(tasks=["pose"]), META)
+
+
+def test_trace_and_onnx_export_of_deploy_mode(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META).eval()
+    model.deploy = True
+    x = torch.randn(1, 3, 160, 160)
+    traced = torch.jit.trace(model, x)
+    for a, b in zip(traced(x), model(x), strict=True):
+        torch.testing.assert_close(a, b)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=model.output_names(),
+                      opset_version=17, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"images": x.numpy()})
+    for a, b in zip(outs, model(x), strict=True):
+        assert abs(a - b.detach().numpy()).max() < 1e-3
