@@ -64,7 +64,7 @@ def decode_detections(
     conf: float = 0.25,
     iou: float = 0.6,
     max_det: int = 100,
-    max_candidates: int = 3000,
+    max_candidates: int = 1000,
     multi_label: bool = True,
 ) -> Detections:
     """One image's deploy outputs: ``boxes`` [A, 4], ``scores`` [A, C], ``keypoints`` [A, K*3] or [A, K, 3].

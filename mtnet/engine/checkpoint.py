@@ -7,8 +7,6 @@ data-set metadata and metrics: what inference and export need, nothing else.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +15,13 @@ import torch
 from ..config import ConfigError, config_from_dict
 from ..data.meta import DatasetMeta
 from ..errors import UserError
+from ..fileio import atomic_write
 
 FORMAT = "mtnet-checkpoint"
 
 
 class CheckpointError(UserError, ValueError):
     """The file is missing, unreadable, or not an mtnet checkpoint."""
-
-
-def atomic_write(path: str | Path, write_fn) -> None:
-    """Call ``write_fn(tmp_path)``, fsync, then rename over ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

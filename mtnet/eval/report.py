@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..engine.checkpoint import atomic_write
+from ..fileio import atomic_write
 
 SUMMARY_ROWS = [("bbox AP", "bbox_AP"), ("bbox AP50", "bbox_AP50"), ("keypoint OKS-AP", "kpt_AP"),
                 ("keypoint OKS-AP50", "kpt_AP50"), ("mIoU", "mIoU"), ("pixel accuracy", "pixel_acc")]

@@ -17,10 +17,11 @@ from ..models.heads.pose import keypoints_to_pixels
 from .assigner import task_aligned_assign
 from .balance import TaskBalancer
 from .detection import giou_loss, quality_focal_loss
-from .pose import oks_loss, visibility_loss
+from .pose import normalized_l1_loss, oks_loss, visibility_loss
 from .segmentation import segmentation_loss
 
 OKS_GAIN, VISIBILITY_GAIN = 12.0, 1.0  # YOLOv8-pose's relative gains inside the pose loss
+L1_GAIN = 4.0  # keeps keypoints learning while OKS is saturated (far from target)
 POSE_AREA_FACTOR = 0.53  # box area -> approximate person segment area (YOLOv8-pose)
 
 
@@ -89,5 +90,6 @@ class MultiTaskCriterion(nn.Module):
         target = target[select]
         box = assign.target_boxes[select]
         area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]) * POSE_AREA_FACTOR
-        return OKS_GAIN * oks_loss(pred[..., :2], target, area, self.sigmas) + VISIBILITY_GAIN * visibility_loss(
-            pred[..., 2], target)
+        return (OKS_GAIN * oks_loss(pred[..., :2], target, area, self.sigmas)
+                + L1_GAIN * normalized_l1_loss(pred[..., :2], target, area)
+                + VISIBILITY_GAIN * visibility_loss(pred[..., 2], target))
