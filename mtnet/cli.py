@@ -17,10 +17,13 @@ from .errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("mtnet.commands.quickstart", "generate synthetic data, train all three tasks on CPU, evaluate, draw"),
     "train": ("mtnet.commands.train", "train from a YAML config (key.sub=value overrides)"),
+    "lr-find": ("mtnet.commands.lr_find", "LR range test: plot loss vs LR and suggest the peak LR"),
     "eval": ("mtnet.commands.evaluate", "evaluate a checkpoint or exported model on a COCO-format split"),
     "predict": ("mtnet.commands.predict", "run a model on images and draw the results"),
+    "export": ("mtnet.commands.export", "export a checkpoint to ONNX / TFLite (fp32, fp16, int8) / CoreML, with checks"),
     "bench": ("mtnet.commands.bench", "host latency of .tflite files with LiteRT (JSON/CSV + plots)"),
     "bench-android": ("mtnet.commands.bench_android", "profile .tflite files on Android phones over adb"),
+    "data": ("mtnet.commands.data", "data set tools: `data check` lists every problem, `data stats` counts and plots"),
 }
 
 

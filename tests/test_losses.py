@@ -22,7 +22,7 @@ def _setup(root):
     meta, batch = _batch(root)
     model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), meta)
     crit = MultiTaskCriterion(meta, model.tasks, LossConfig())
-    return model, crit, batch
+    return model.eval(), crit, batch  # eval-mode BN: per-sample outputs do not depend on the batch
 
 
 def _grads(model, crit, batch):

@@ -31,6 +31,7 @@ import numpy as np
 from .meta import DatasetMeta, default_sigmas, flip_index_from_names
 from .sample import DataError, Sample, read_image
 from .semantic import (
+    MAX_COORD,
     SEG_MODES,
     STUFF_OTHER_ID,
     Panoptic,
@@ -185,7 +186,9 @@ class CocoSource:
                     kpt_cat_id, names = c["id"], [str(n) for n in c["keypoints"]]
                     skeleton = _skeleton(self.keypoints_path, c, len(names))
                     break
-            if kpt_cat_id is not None and kpt_cat_id not in self.cat_to_label:
+            if kpt_cat_id is None:
+                raise DataError(f"{self.keypoints_path}: no category has a non-empty 'keypoints' name list")
+            if kpt_cat_id not in self.cat_to_label:
                 raise DataError(f"{self.keypoints_path}: keypoint category id {kpt_cat_id} is not a category of {main_path.name}")
         self.num_keypoints = len(names)
         seg_cats = self._semantic_reader(det_cats, main_path, main)
@@ -292,16 +295,17 @@ class CocoSource:
 
     def _seg_annotation(self, path: Path, ann: dict[str, Any]) -> dict[str, Any] | None:
         """What the semantic reader needs of an instance; a broken outline makes its box an ignore region."""
-        if self.seg_mode not in ("stuff", "polygons") or "segmentation" not in ann:
+        if self.seg_mode not in ("stuff", "polygons"):
             return None
         out = {"id": ann["id"], "category_id": ann["category_id"], "area": ann.get("area") if _is_number(
             ann.get("area")) else ann["bbox"][2] * ann["bbox"][3]}
-        why = check_segmentation(path, ann["id"], ann["segmentation"])
+        why = check_segmentation(path, ann["id"], ann["segmentation"]) if "segmentation" in ann else "no 'segmentation'"
         if why is None:
             return {**out, "segmentation": ann["segmentation"]}
-        x, y, w, h = ann["bbox"]
+        x1, y1, x2, y2 = np.clip([ann["bbox"][0], ann["bbox"][1], ann["bbox"][0] + ann["bbox"][2],
+                                  ann["bbox"][1] + ann["bbox"][3]], 0, MAX_COORD).tolist()
         self.skipped.append(f"{path.name}: annotation id {ann['id']}: {why}; its box is ignored by the semantic mask")
-        return {**out, "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]], "ignore": True}
+        return {**out, "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]], "ignore": True}
 
     def _check_ann(self, path: Path, ann: Any) -> None:
         if not isinstance(ann, dict) or not _is_id(ann.get("id")):

@@ -12,11 +12,14 @@ three tasks. The generator writes exactly what a COCO download has, so the same 
 Scenes are not trivial: 4 stuff regions with textures and wavy borders, 1-6 objects of 4 thing classes
 (person, sports ball, suitcase, kite) that overlap (each stays >= 40% visible), vary >= 4x in scale, and
 articulated people in random poses whose keypoints are marked occluded (v=1) when another object covers
-them and unlabeled (v=0) when they fall outside the image.
+them and unlabeled (v=0) when they fall outside the image. As in COCO, persons smaller than 32x32 px of
+visible area carry no keypoints (``num_keypoints`` = 0; COCOeval ignores them for OKS-AP). Each thing class
+has typical, not fixed, appearance statistics (bright balls, dark suitcases, two-tone kites).
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import os
@@ -53,6 +56,7 @@ STUFF_CATEGORIES = [
     {"id": 178, "name": "water-other", "supercategory": "water"},
 ]
 SKY, GRASS, SAND, WATER = 157, 124, 154, 178
+MIN_KEYPOINT_AREA = 32 * 32  # COCO annotates keypoints only on persons large enough to see them
 STUFF_COLORS = {SKY: (120, 170, 235), GRASS: (70, 150, 60), SAND: (215, 190, 130), WATER: (40, 90, 170)}
 
 
@@ -106,7 +110,7 @@ def _person(rng: np.random.Generator, size: int, height: float, cx: float, cy: f
     hip_c = np.array([cx, cy + 0.05 * h])
     neck = hip_c + up * 0.32 * h
     head = neck + up * 0.13 * h
-    sh_w, hip_w = 0.11 * h, 0.07 * h
+    sh_w, hip_w = 0.12 * h, 0.08 * h
     kp = np.zeros((17, 2))
     kp[5], kp[6] = neck + right * sh_w, neck - right * sh_w  # left/right shoulder
     kp[11], kp[12] = hip_c + right * hip_w, hip_c - right * hip_w
@@ -132,7 +136,7 @@ def _person(rng: np.random.Generator, size: int, height: float, cx: float, cy: f
     d = ImageDraw.Draw(layer)
     shirt, pants = _jitter(rng, tuple(rng.integers(0, 256, 3)), 0), _jitter(rng, tuple(rng.integers(0, 256, 3)), 0)
     skin = _jitter(rng, (224, 172, 105), 40)
-    lw_leg, lw_arm = max(2, int(0.075 * h)), max(2, int(0.055 * h))
+    lw_leg, lw_arm = max(2, int(0.095 * h)), max(2, int(0.07 * h))
 
     def line(a, b, color, width):
         d.line([tuple(a), tuple(b)], fill=color + (255,), width=width)
@@ -146,18 +150,28 @@ def _person(rng: np.random.Generator, size: int, height: float, cx: float, cy: f
     for sh, el, wr in ((5, 7, 9), (6, 8, 10)):
         line(kp[sh], kp[el], shirt, lw_arm)
         line(kp[el], kp[wr], skin, lw_arm)
-    r = 0.085 * h
+    r = 0.075 * h
     d.ellipse([head[0] - r, head[1] - r, head[0] + r, head[1] + r], fill=skin + (255,))
-    er = max(1.0, 0.012 * h)
-    for i in (1, 2):
-        d.ellipse([kp[i][0] - er, kp[i][1] - er, kp[i][0] + er, kp[i][1] + er], fill=(20, 20, 20, 255))
+    er = max(1.0, 0.015 * h)
+    for i, color in ((0, tuple(int(c * 0.6) for c in skin)), (1, (20, 20, 20)), (2, (20, 20, 20))):
+        d.ellipse([kp[i][0] - er, kp[i][1] - er, kp[i][0] + er, kp[i][1] + er], fill=color + (255,))
     return layer, kp
+
+
+def _hsv(h: float, s: float, v: float) -> tuple[int, int, int, int]:
+    return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)) + (255,)
 
 
 def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float, cx: float, cy: float) -> Image.Image:
     layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
-    color = tuple(int(c) for c in rng.integers(0, 256, 3)) + (255,)
+    # Each class has typical (not fixed) appearance statistics, as real object classes do.
+    if category_id == 37:  # sports balls: bright, saturated
+        color = _hsv(rng.uniform(0, 1), rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0))
+    elif category_id == 33:  # suitcases: dark, muted
+        color = _hsv(rng.uniform(0, 1), rng.uniform(0.1, 0.6), rng.uniform(0.1, 0.45))
+    else:  # kites: bright two-tone
+        color = _hsv(rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0))
     r = extent / 2
     if category_id == 37:  # sports ball: disk with a seam
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
@@ -176,7 +190,10 @@ def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float,
         pts = [(0, -r), (0.6 * r, -0.2 * r), (0, r), (-0.6 * r, -0.2 * r)]
         pts = [(cx + x * math.cos(a) - y * math.sin(a), cy + x * math.sin(a) + y * math.cos(a)) for x, y in pts]
         d.polygon(pts, fill=color)
+        second = _hsv(rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0))
+        d.polygon([pts[0], pts[1], pts[2]], fill=second)
         d.line([pts[0], pts[2]], fill=(30, 30, 30, 255), width=max(1, int(r / 10)))
+        d.line([pts[1], pts[3]], fill=(30, 30, 30, 255), width=max(1, int(r / 10)))
     return layer
 
 
@@ -193,9 +210,9 @@ def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
         category = int(rng.choice([1, 1, 33, 37, 38]))
         cx, cy = rng.uniform(0.1, 0.9) * size, rng.uniform(0.25, 0.85) * size
         if category == 1:
-            layer, kp = _person(rng, size, rng.uniform(0.2, 0.8) * size, cx, cy)
+            layer, kp = _person(rng, size, rng.uniform(0.24, 1.0) * size, cx, cy)
         else:
-            layer, kp = _shape(rng, size, category, rng.uniform(0.08, 0.33) * size, cx, cy), None
+            layer, kp = _shape(rng, size, category, rng.uniform(0.12, 0.5) * size, cx, cy), None
         silhouette = np.asarray(layer)[..., 3] > 127
         if silhouette.sum() < 40:
             continue
@@ -272,6 +289,8 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
             instances.append(ann)
             if "keypoints" in rec:
                 kp = rec["keypoints"]
+                if ann["area"] < MIN_KEYPOINT_AREA:
+                    kp = np.zeros_like(kp)  # as in COCO: small persons carry no keypoints (num_keypoints = 0)
                 persons.append(ann | {"keypoints": [round(float(v), 2) for v in kp.reshape(-1)],
                                       "num_keypoints": int((kp[:, 2] > 0).sum())})
             ann_id += 1
@@ -298,7 +317,7 @@ def generate_dataset(root: str | Path, num_train: int, num_val: int, size: int =
                      progress: bool = True) -> Path:
     """Generate train and val splits under ``root`` (skipped when a complete copy with the same recipe exists)."""
     root = Path(root)
-    recipe = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed, "version": 1}
+    recipe = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed, "version": 3}
     stamp = root / "synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
         return root

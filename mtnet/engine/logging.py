@@ -42,10 +42,7 @@ def _fmt(v):
 
 def plot_training_curves(csv_path: str | Path, out_path: str | Path) -> None:
     """Losses, LR and validation metrics against epoch in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     rows = read_rows(csv_path)
     if not rows:
@@ -61,7 +58,7 @@ def plot_training_curves(csv_path: str | Path, out_path: str | Path) -> None:
                     ys.append(v)
         return xs, ys
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = subplots(1, 3, figsize=(15, 4))
     for key in ("loss", "cls", "box", "pose", "seg"):
         xs, ys = series(key)
         if xs:
@@ -80,7 +77,6 @@ def plot_training_curves(csv_path: str | Path, out_path: str | Path) -> None:
             ax.legend()
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
-    plt.close(fig)
 
 
 class StepLog:

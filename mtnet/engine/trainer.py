@@ -132,7 +132,7 @@ class Trainer:
         self.forward_model: nn.Module = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
         if tc.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.amp = amp_dtype(tc.amp, self.device)
@@ -231,8 +231,8 @@ class Trainer:
         stopped = False
         self.model.train()
         while self.epoch < tc.epochs:
-            epoch_start = time.perf_counter()
-            loader = self._loader(skip=self.epoch_step * self.process_batch)
+            epoch_start = self._step_clock = time.perf_counter()
+            loader = self.loader(skip=self.epoch_step * self.process_batch)
             num_batches = len(loader)
             sums: dict[str, float] = {}
             count = 0
@@ -246,8 +246,11 @@ class Trainer:
                     sync = micro + 1 == tc.accumulate or i + 1 == num_batches
                     with self._maybe_no_sync(not sync):
                         with autocast(self.device, self.amp):
-                            out = self.forward_model(self._images(batch))
-                            loss, logs = self.criterion(out, batch)
+                            out = self.forward_model(self.images(batch))
+                        if self.amp is not None:  # assignment and losses in fp32: IoUs and exps in bf16 are too coarse
+                            out = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                                   for k, v in out.items()}
+                        loss, logs = self.criterion(out, batch)
                         if not distributed.all_true(bool(torch.isfinite(loss)), self.device):
                             bad_steps += 1
                             self.optimizer.zero_grad(set_to_none=True)
@@ -314,7 +317,7 @@ class Trainer:
         distributed.barrier()
         return TrainResult(self.run_dir, self.best_fitness, self.last_metrics, stopped)
 
-    def _loader(self, skip: int, epoch: int | None = None) -> DataLoader:
+    def loader(self, skip: int, epoch: int | None = None) -> DataLoader:
         """This process's shard of the epoch's seeded permutation, minus the ``skip`` samples already seen."""
         tc = self.cfg.train
         epoch = self.epoch if epoch is None else epoch
@@ -324,7 +327,7 @@ class Trainer:
                           num_workers=self.cfg.data.workers, persistent_workers=False,
                           pin_memory=self.device.type == "cuda")
 
-    def _images(self, batch: dict) -> torch.Tensor:
+    def images(self, batch: dict) -> torch.Tensor:
         x = normalize(batch["images"].to(self.device, non_blocking=True))
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -353,7 +356,7 @@ class Trainer:
     def _finish_swa(self) -> None:
         """Re-estimate BN of the averaged weights on the training data (every process, so SyncBN can reduce),
         evaluate them, write ``swa.pt`` and make them ``best.pt`` when they score higher."""
-        images = (self._images(b) for b in self._loader(skip=0, epoch=self.cfg.train.epochs - 1))
+        images = (self.images(b) for b in self.loader(skip=0, epoch=self.cfg.train.epochs - 1))
         self.swa.reestimate_bn(images)
         if not self.dist.is_main:
             return
@@ -387,7 +390,9 @@ class Trainer:
         self.step += 1
         self.epoch_step += 1
         if self.dist.is_main:
-            row = {"step": self.step, "epoch": self.epoch, "lr": lr}
+            now = time.perf_counter()
+            row = {"step": self.step, "epoch": self.epoch, "lr": lr, "step_s": now - self._step_clock}
+            self._step_clock = now
             row.update({k: v / micro_batches for k, v in step_sums.items()})
             self.step_log.append(row)
 

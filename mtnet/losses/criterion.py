@@ -21,7 +21,7 @@ from .pose import normalized_l1_loss, oks_loss, visibility_loss
 from .segmentation import segmentation_loss
 
 OKS_GAIN, VISIBILITY_GAIN = 12.0, 1.0  # YOLOv8-pose's relative gains inside the pose loss
-L1_GAIN = 4.0  # keeps keypoints learning while OKS is saturated (far from target)
+L1_GAIN = 8.0  # keeps keypoints learning while OKS is saturated (far from target)
 POSE_AREA_FACTOR = 0.53  # box area -> approximate person segment area (YOLOv8-pose)
 
 
@@ -32,6 +32,8 @@ class MultiTaskCriterion(nn.Module):
         self.tasks = tasks
         self.cfg = cfg
         self.register_buffer("sigmas", torch.tensor(meta.keypoint_sigmas or [0.05], dtype=torch.float32))
+        # optional class-balanced weights (data.class_balance); not a buffer, so checkpoints keep their keys
+        self.class_weights = torch.tensor(meta.det_class_weights, dtype=torch.float32) if meta.det_class_weights else None
         weights = {t: {"det": cfg.det, "seg": cfg.seg, "pose": cfg.pose}[t] for t in tasks}
         self.balancer = TaskBalancer(weights, cfg.balance)
 
@@ -64,7 +66,8 @@ class MultiTaskCriterion(nn.Module):
         pred_boxes = distances_to_boxes(distances_to_pixels(raw_box, strides), points)
         assign = task_aligned_assign(cls_logits.detach().sigmoid(), pred_boxes.detach(), points, gt_labels, gt_boxes)
         norm = assign.target_scores.sum().clamp(min=1.0)
-        cls = quality_focal_loss(cls_logits, assign.target_scores) / norm
+        weights = self.class_weights.to(dev) if self.class_weights is not None else None
+        cls = quality_focal_loss(cls_logits, assign.target_scores, class_weights=weights) / norm
         fg = assign.fg
         box = giou_loss(pred_boxes[fg], assign.target_boxes[fg], assign.target_scores.sum(-1)[fg]) / norm
         det = cls + self.cfg.box * box

@@ -112,10 +112,10 @@ class MultiTaskNet(nn.Module):
         if "cls" in out:
             points = out["points"][None]  # [1, A, 2]
             strides = out["strides"][None, :, None]  # [1, A, 1]
-            # xyxy = (cx, cy, cx, cy) + softplus(raw) * stride * (-1, -1, 1, 1): one mul + add, no concat
+            # xyxy = (cx, cy, cx, cy) + softplus(raw) * stride * (-1, -1, 1, 1): one mul + add on the head
             # (onnx2tf 1.28 mis-converts `constant - tensor` and transposes the concatenated result).
-            sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=points.device)
-            boxes = points.repeat(1, 1, 2) + nn.functional.softplus(out["box"]) * (strides * sign)
+            signed = torch.cat([-strides, -strides, strides, strides], dim=-1)  # [1, A, 4]
+            boxes = points.repeat(1, 1, 2) + nn.functional.softplus(out["box"]) * signed
             results += [boxes, out["cls"].sigmoid()]
         if "kpt" in out:
             raw = out["kpt"].reshape(out["kpt"].shape[0], out["kpt"].shape[1], -1)  # [B, A, K*3]

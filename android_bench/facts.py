@@ -1,0 +1,71 @@
+"""Device facts that explain a latency number: model, SoC, ABI, Android version, CPU clusters, thermals.
+
+Read in one ``adb shell`` round trip (getprop + sysfs + ``dumpsys battery``) so it is cheap enough to repeat
+for the battery temperature between runs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .adb import Adb, getprop
+
+CPU_DIR = "/sys/devices/system/cpu"
+_FACTS_CMD = (
+    "getprop; echo @@cpus; "
+    f"for c in {CPU_DIR}/cpu[0-9]*; do echo \"${{c##*/}} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done; "
+    f"echo @@governor; cat {CPU_DIR}/cpu0/cpufreq/scaling_governor 2>/dev/null; "
+    "echo @@battery; dumpsys battery 2>/dev/null"
+)
+
+
+def battery_temp_c(dumpsys_battery: str) -> float | None:
+    """``temperature: 312`` (tenths of a degree C) -> 31.2."""
+    m = re.search(r"^\s*temperature:\s*(-?\d+)", dumpsys_battery, re.M)
+    return int(m.group(1)) / 10.0 if m else None
+
+
+def read_battery_temp(adb: Adb) -> float | None:
+    return battery_temp_c(adb.shell("dumpsys battery", check=False).stdout)
+
+
+def parse_facts(text: str, serial: str) -> dict[str, Any]:
+    sections: dict[str, list[str]] = {"props": []}
+    current = "props"
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            current = line[2:].strip()
+            sections[current] = []
+        else:
+            sections[current].append(line)
+    props = getprop("\n".join(sections["props"]))
+    freqs = {}
+    for line in sections.get("cpus", []):
+        name, _, khz = line.partition(" ")
+        if re.fullmatch(r"cpu\d+", name):
+            freqs[int(name[3:])] = int(khz) if khz.strip().isdigit() else None
+    max_freqs_mhz = [None if freqs[i] is None else freqs[i] // 1000 for i in sorted(freqs)]
+    soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware")
+    return {
+        "name": props.get("ro.product.model") or serial,
+        "serial": serial,
+        "model": props.get("ro.product.model"),
+        "manufacturer": props.get("ro.product.manufacturer"),
+        "device": props.get("ro.product.device"),
+        "soc": soc,
+        "board": props.get("ro.board.platform") or props.get("ro.product.board"),
+        "abi": props.get("ro.product.cpu.abi"),
+        "android": props.get("ro.build.version.release"),
+        "sdk": int(props["ro.build.version.sdk"]) if props.get("ro.build.version.sdk", "").isdigit() else None,
+        "build": props.get("ro.build.fingerprint"),
+        "cpu_cores": len(freqs) or None,
+        "cpu_max_freq_mhz": max_freqs_mhz,
+        "governor": (sections.get("governor") or [None])[0],
+        "battery_temp_c": battery_temp_c("\n".join(sections.get("battery", []))),
+    }
+
+
+def device_facts(adb: Adb) -> dict[str, Any]:
+    """Facts of ``adb.serial``; the ``name`` is the marketing model (folder name of the results)."""
+    return parse_facts(adb.shell(_FACTS_CMD).stdout, adb.serial or "")

@@ -1,0 +1,38 @@
+"""PTQ options with their defaults and the reason for each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtnet.errors import UserError
+
+METHODS = ("full-int8", "dynamic-range")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How the int8 TFLite artifact is made.
+
+    * ``method``: ``full-int8`` (weights and activations int8, calibrated; what NPUs/DSPs and XNNPACK's
+      int8 path run) or ``dynamic-range`` (int8 weights, float activations; no calibration data, smaller
+      file, float speed).
+    * ``num_images``: calibration images; 200 saturates min/max statistics for a model this size, fewer
+      than ~50 under-covers rare classes.
+    * ``int8_io``: int8 input/output tensors (input quantization documented in ``model.json``) instead of
+      float32 I/O with (de)quantize ops inside the graph — float I/O keeps the app side simple.
+    * ``quant_type``: ``per-channel`` weights (accurate for depthwise convs) or ``per-tensor``.
+    """
+
+    method: str = "full-int8"
+    num_images: int = 200
+    int8_io: bool = False
+    quant_type: str = "per-channel"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"quantization method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.num_images < 1:
+            raise UserError(f"calibration needs at least 1 image, got {self.num_images}")
+        if self.quant_type not in ("per-channel", "per-tensor"):
+            raise UserError(f"quant type must be 'per-channel' or 'per-tensor', got {self.quant_type!r}")

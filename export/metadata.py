@@ -1,0 +1,155 @@
+"""The deploy contract (``model.json``) and embedding it into exported files.
+
+``model.json`` says everything an app needs without reading our code: input size, layout, dtype and
+normalisation (and int8 input quantization where used), every output's name, order, shape, dtype and
+meaning, labels, keypoint names, skeleton. Each artifact carries the same document plus its own I/O
+(``io``) — e.g. onnx2tf makes some TFLite outputs NHWC or transposed, so ``io`` gives the permutation
+(``to_torch``) that restores the documented layout.
+
+TFLite: a ``Model.metadata`` entry named ``mtnet.model_json`` (a flatbuffer buffer holding UTF-8 JSON),
+and output tensors / signature outputs renamed to the documented names. CoreML: user-defined metadata
+key ``mtnet.model_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtnet.data.transforms import MEAN, PAD_VALUE, STD
+
+METADATA_KEY = "mtnet.model_json"
+SCHEMA_VERSION = 1
+
+_MEANING = {
+    "boxes": "xyxy box per anchor in input pixels (grid and stride applied in-graph)",
+    "scores": "per-class probability (sigmoid) per anchor; decode with a threshold + class-aware NMS",
+    "keypoints": "per anchor, K x (x, y, visibility): x, y in input pixels, visibility probability",
+    "seg_logits": "per-class segmentation logits at input size",
+    "seg_argmax": "per-pixel class label at input size",
+}
+
+
+def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
+    """Name, shape, dtype and meaning of each deploy output (torch / ONNX layout), in order."""
+    import torch
+
+    was = model.deploy
+    model.deploy = True
+    try:
+        with torch.no_grad():
+            outs = model.eval()(torch.zeros(1, 3, imgsz, imgsz))
+    finally:
+        model.deploy = was
+    specs = []
+    for name, t in zip(model.output_names(), outs, strict=True):
+        key = f"seg_{model.seg_output}" if name == "seg" else name
+        axes = {"boxes": "B,A,4", "scores": "B,A,C", "keypoints": "B,A,K*3"}.get(
+            name, "B,S,H,W" if t.ndim == 4 else "B,H,W")
+        specs.append({"name": name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+                      "axes": axes, "meaning": _MEANING[key]})
+    return specs
+
+
+def build_model_json(model, imgsz: int, *, source: str, nms: bool = False) -> dict[str, Any]:
+    """The artifact-independent part of ``model.json``."""
+    meta = model.meta
+    strides = list(model.strides)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "source_checkpoint": source,
+        "tasks": list(model.tasks),
+        "input": {
+            "name": "images", "imgsz": imgsz, "color": "RGB",
+            "preprocess": f"letterbox: resize longer side to {imgsz}, pad bottom/right with {PAD_VALUE}; "
+                          "x = (pixel / 255 - mean) / std",
+            "mean": list(MEAN), "std": list(STD), "pad_value": PAD_VALUE,
+            "layouts": {"onnx": "NCHW float32", "tflite": "NHWC", "coreml": "RGB image (normalisation in-model)"},
+        },
+        "outputs": output_spec(model, imgsz),
+        "anchors": {"strides": strides, "count": sum((imgsz // s) ** 2 for s in strides),
+                    "order": "level by level (stride 8, 16, 32), row-major inside a level"},
+        "nms_in_graph": nms,
+        "postprocess": "keep (anchor, class) with score > conf; class-aware NMS (IoU 0.6); map to original "
+                       "pixels by dividing by the letterbox scale (mtnet.decode)",
+        "labels": {
+            "det": meta.det_classes, "det_category_ids": meta.det_category_ids,
+            "seg": meta.seg_classes, "seg_category_ids": meta.seg_category_ids,
+        },
+        "keypoints": {"names": meta.keypoint_names, "skeleton": meta.skeleton, "flip_index": meta.flip_index,
+                      "person_class": meta.keypoint_class, "sigmas": meta.keypoint_sigmas},
+        "meta": meta.to_dict(),
+    }
+
+
+def _json_bytes(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def tflite_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Inputs and outputs of a .tflite as LiteRT reports them (name, shape, dtype, quantization)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+
+    def desc(d: dict) -> dict[str, Any]:
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name,
+                "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+
+    return {"inputs": [desc(d) for d in interp.get_input_details()],
+            "outputs": [desc(d) for d in interp.get_output_details()]}
+
+
+def _read_model(path: str | Path):
+    """The .tflite flatbuffer as a mutable object tree (LiteRT's generated schema, no TensorFlow import)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytearray(Path(path).read_bytes())
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+
+
+def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, str], input_name: str,
+                   doc: dict[str, Any]) -> None:
+    """Copy ``src`` to ``dst`` with outputs renamed (old tensor name -> new) and ``doc`` embedded."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = _read_model(src)
+    graph = model.subgraphs[0]
+    index_to_new: dict[int, str] = {}
+    for i in graph.outputs:
+        old = graph.tensors[i].name.decode()
+        graph.tensors[i].name = output_names[old].encode()
+        index_to_new[i] = output_names[old]
+    graph.tensors[graph.inputs[0]].name = input_name.encode()
+    for sig in model.signatureDefs or []:
+        for tmap in sig.outputs or []:
+            tmap.name = index_to_new[tmap.tensorIndex].encode()
+        for tmap in sig.inputs or []:
+            tmap.name = input_name.encode()
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(_json_bytes(doc), np.uint8)
+    model.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY.encode()
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_KEY.encode()] + [entry]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    Path(dst).write_bytes(builder.Output())
+
+
+def read_tflite_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``model.json`` document embedded in a .tflite written by :func:`rewrite_tflite`."""
+    from mtnet.errors import UserError
+
+    model = _read_model(path)
+    for m in model.metadata or []:
+        if m.name.decode() == METADATA_KEY:
+            return json.loads(bytes(model.buffers[m.buffer].data).decode())
+    raise UserError(f"{path}: no '{METADATA_KEY}' metadata (not exported by mtnet export)")

@@ -1,0 +1,50 @@
+"""PyTorch deploy graph -> ONNX (fixed input shape, opset 17).
+
+Opset 17 is what the TorchScript exporter (``dynamo=False``) produces reliably with torch 2.13 and what
+onnx2tf 1.28 and onnxruntime 1.32 both support fully; the dynamo exporter lands on the same opset but
+emits a larger graph for onnx2tf to untangle. BatchNorm is folded by the exporter (eval mode).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from mtnet.engine.checkpoint import atomic_write
+
+from .metadata import METADATA_KEY
+
+OPSET = 17
+INPUT_NAME = "images"
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, imgsz: int, *, doc: dict | None = None,
+                batch: int = 1) -> Path:
+    """Write ``model``'s deploy graph (``model.deploy = True``) to ``path`` atomically.
+
+    Input ``images``: float32 [batch, 3, imgsz, imgsz], normalised with MEAN/STD. Outputs are named
+    ``model.output_names()`` in that order. ``doc`` (``model.json``) is stored as the metadata prop
+    ``mtnet.model_json``.
+    """
+    import onnx
+
+    model = model.eval()
+    was = model.deploy
+    model.deploy = True
+    try:
+        buf = io.BytesIO()
+        with torch.no_grad():
+            torch.onnx.export(model, (torch.zeros(batch, 3, imgsz, imgsz),), buf, dynamo=False, opset_version=OPSET,
+                              input_names=[INPUT_NAME], output_names=model.output_names(), do_constant_folding=True)
+    finally:
+        model.deploy = was
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(proto)
+    if doc is not None:
+        onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(doc, separators=(",", ":"))})
+    path = Path(path)
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+    return path

@@ -1,0 +1,51 @@
+"""Numerical parity of an exported backend against the PyTorch model on the same letterboxed images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per output: max / mean absolute difference and max difference relative to the reference's range.
+
+    Integer outputs (segmentation argmax) report the fraction of pixels whose label differs.
+    """
+    result: dict[str, dict[str, float]] = {}
+    for name, r in ref.items():
+        g = got[name]
+        if g.shape != r.shape:
+            raise ValueError(f"output {name}: shape {list(g.shape)} != reference {list(r.shape)}")
+        if np.issubdtype(r.dtype, np.integer):
+            result[name] = {"label_mismatch": float((g != r).mean())}
+            continue
+        diff = np.abs(g.astype(np.float64) - r.astype(np.float64))
+        scale = float(np.abs(r).max()) or 1.0
+        result[name] = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+                        "max_rel": float(diff.max() / scale)}
+    return result
+
+
+def parity(reference, backend, images: np.ndarray) -> dict[str, dict[str, float]]:
+    """Run ``reference`` (e.g. ``TorchBackend``) and ``backend`` on uint8 NHWC ``images`` and compare.
+
+    Aggregates over images: the worst ``max_*`` and the mean ``mean_abs`` / ``label_mismatch``.
+    """
+    rows = [compare_outputs(reference(images[i : i + 1]), backend(images[i : i + 1])) for i in range(len(images))]
+    out: dict[str, dict[str, float]] = {}
+    for name in rows[0]:
+        out[name] = {k: float(max(r[name][k] for r in rows) if k.startswith("max") else np.mean([r[name][k] for r in rows]))
+                     for k in rows[0][name]}
+    return out
+
+
+def within(parity_result: dict[str, dict[str, float]], *, max_abs: float | None = None,
+           max_rel: float | None = None) -> bool:
+    """True when every float output meets the given bound(s)."""
+    for stats in parity_result.values():
+        if "max_abs" not in stats:
+            continue
+        if max_abs is not None and stats["max_abs"] > max_abs:
+            return False
+        if max_rel is not None and stats["max_rel"] > max_rel:
+            return False
+    return True

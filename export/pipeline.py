@@ -1,0 +1,261 @@
+"""``mtnet export``: checkpoint -> every requested artifact, each checked, in one atomic folder.
+
+Stages: ONNX -> TFLite (onnx2tf; int8 calibrated on a stratified representative set) -> CoreML ->
+checks (parity vs PyTorch on val images, GPU-delegate analyzer, COCO accuracy of the artifact itself
+through the same evaluator and decoder, host latency with LiteRT) -> ``model.json``, ``report.json``,
+``report.md``. Everything is built in a hidden scratch folder beside the destination and renamed into
+place at the end, so an interrupted export leaves nothing under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
+from mtnet.errors import UserError
+
+FORMATS = ("onnx", "tflite", "coreml")
+PRECISIONS = ("fp32", "fp16", "int8")
+# fp32/fp16 parity gates of the acceptance criteria (decoded outputs, real val images)
+FP32_MAX_ABS = 1e-4
+FP16_MAX_REL = 1e-2
+
+
+@dataclass
+class ExportOptions:
+    formats: tuple[str, ...] = ("onnx", "tflite", "coreml")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    imgsz: int | None = None  # default: the checkpoint's training size
+    seg_output: str = "logits"  # or "argmax"
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    data_root: str | None = None  # default: the checkpoint's data root
+    parity_images: int = 8
+    evaluate: bool = True
+    bench_threads: tuple[int, ...] = (1, 2)
+    bench_runs: int = 50  # 0 disables latency
+    progress: bool = True
+
+    def validate(self) -> None:
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise UserError(f"unsupported format(s) {bad or '(none)'}: choose from {', '.join(FORMATS)}")
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise UserError(f"unsupported precision(s) {bad or '(none)'}: choose from {', '.join(PRECISIONS)}")
+        if self.imgsz is not None and (self.imgsz < 64 or self.imgsz % 32):
+            raise UserError(f"--imgsz must be a multiple of 32 and >= 64, got {self.imgsz}")
+        if self.seg_output not in ("logits", "argmax"):
+            raise UserError(f"--seg-output must be 'logits' or 'argmax', got {self.seg_output!r}")
+
+
+@dataclass
+class Artifact:
+    file: str
+    format: str
+    precision: str
+    backend: str | None  # "onnx" / "tflite" when it can run here, None for CoreML on Linux
+    size_mb: float = 0.0
+    metrics: dict[str, Any] | None = None
+    parity: dict[str, Any] | None = None
+    gpu_compatible: bool | None = None
+    gpu_analyzer_compatible: bool | None = None  # TFLite analyzer's own verdict (see export.compat)
+    gpu_issues: list[str] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return round(sum(p.stat().st_size for p in files) / 1e6, 3)
+
+
+def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", *, name: str | None = None,
+                      options: ExportOptions | None = None) -> Path:
+    """Export ``checkpoint`` into ``out_root/<name>/`` and return that folder."""
+    from mtnet.data.coco import CocoSource
+    from mtnet.engine.checkpoint import load_model_from_checkpoint
+
+    opts = options or ExportOptions()
+    opts.validate()
+    model, cfg = load_model_from_checkpoint(checkpoint)
+    model.seg_output = opts.seg_output
+    imgsz = opts.imgsz or cfg.data.imgsz
+    name = name or Path(checkpoint).resolve().parent.name
+    root = Path(opts.data_root or cfg.data.root)
+    val = CocoSource(root, cfg.data.val_split)
+    final = Path(out_root) / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    from .tflite import temp_work_dir
+
+    scratch = temp_work_dir(final.parent)
+    stage_dir = scratch / name
+    stage_dir.mkdir()
+    stages = ["onnx"] + (["tflite"] if "tflite" in opts.formats else []) + (
+        ["coreml"] if "coreml" in opts.formats else []) + ["checks", "report"]
+    bar = tqdm(total=len(stages), desc="export", unit="stage", disable=not opts.progress)
+    try:
+        report = _run(model, cfg, imgsz, str(checkpoint), opts, val, root, stage_dir, scratch, bar)
+        from .report import write_reports
+
+        bar.set_description("export: report")
+        write_reports(report, stage_dir)
+        bar.update()
+        _swap_in(stage_dir, final)
+    finally:
+        bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+def _swap_in(staged: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staged, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_root: Path, out: Path,
+         scratch: Path, bar) -> dict[str, Any]:
+    from mtnet.infer.predictor import TorchBackend
+
+    from .metadata import build_model_json
+    from .onnx import OPSET, export_onnx
+
+    doc = build_model_json(model, imgsz, source=source)
+    artifacts: list[Artifact] = []
+
+    bar.set_description("export: onnx")
+    onnx_path = export_onnx(model, out / "model.onnx" if "onnx" in opts.formats else scratch / "model.onnx",
+                            imgsz, doc=doc)
+    if "onnx" in opts.formats:
+        artifacts.append(Artifact("model.onnx", "onnx", "fp32", "onnx"))
+    bar.update()
+
+    probe_images = _val_images(val, imgsz, opts.parity_images)
+    calib_info = None
+    if "tflite" in opts.formats:
+        bar.set_description("export: tflite (onnx2tf)")
+        tfl, calib_info = _export_tflite(onnx_path, imgsz, opts, cfg, data_root, out, scratch, doc, probe_images)
+        artifacts += tfl
+        bar.update()
+    if "coreml" in opts.formats:
+        bar.set_description("export: coreml")
+        artifacts += _export_coreml(model, imgsz, opts, out, doc)
+        bar.update()
+
+    bar.set_description("export: checks")
+    reference = TorchBackend(model, imgsz)
+    torch_metrics = _evaluate(reference, val, opts) if opts.evaluate else None
+    for art in artifacts:
+        _check(art, out / art.file, reference, probe_images, val, opts)
+    fp32 = next((a for a in artifacts if a.format == "tflite" and a.precision == "fp32"), None)
+    for art in artifacts:
+        if art.format == "tflite" and art.precision == "int8" and art.metrics and fp32 and fp32.metrics:
+            art.metrics["drop_vs_fp32"] = accuracy_drop(fp32.metrics, art.metrics)
+    bar.update()
+    (out / "model.json").write_text(json.dumps(doc, indent=2))
+    return {
+        "model": {"checkpoint": source, "imgsz": imgsz, "tasks": list(model.tasks), "width": cfg.model.width,
+                  "params": int(sum(p.numel() for p in model.parameters())), "onnx_opset": OPSET,
+                  "seg_output": opts.seg_output, "val_split": f"{data_root}:{val.split} ({len(val)} images)",
+                  "pytorch_metrics": torch_metrics},
+        "calibration": calib_info,
+        "artifacts": [a.__dict__ for a in artifacts],
+    }
+
+
+def _val_images(val, imgsz: int, num: int) -> np.ndarray:
+    from mtnet.data.transforms import letterbox
+
+    return np.stack([letterbox(val.load(i).image, imgsz)[0] for i in range(min(num, len(val)))])
+
+
+def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_root: Path, out: Path,
+                   scratch: Path, doc: dict, probe_images: np.ndarray) -> tuple[list[Artifact], dict | None]:
+    from mtnet.data.coco import CocoSource
+    from mtnet.infer.backends import normalize_nhwc
+
+    from .tflite import convert_onnx_to_tflite, finalize_tflite
+
+    q = opts.quant
+    calib, calib_info = None, None
+    if "int8" in opts.precisions and q.method == "full-int8":
+        train = CocoSource(data_root, cfg.data.train_split)
+        cov = select_representative(train, min(q.num_images, len(train)), seed=q.seed)
+        calib = calibration_images(train, cov.indices, imgsz)
+        calib_info = {"method": q.method, "num_images": len(cov.indices), "split": cfg.data.train_split,
+                      "int8_io": q.int8_io, "quant_type": q.quant_type, "coverage": cov.__dict__}
+    elif "int8" in opts.precisions:
+        calib_info = {"method": q.method, "num_images": 0}
+    files = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type).files
+    probe = np.ascontiguousarray(normalize_nhwc(probe_images[:1]).transpose(0, 3, 1, 2))
+    wanted = {"fp32": ("float32", "model_float32.tflite"), "fp16": ("float16", "model_float16.tflite")}
+    if "int8" in opts.precisions:
+        variant = "dynamic_range" if q.method == "dynamic-range" else ("int8_io" if q.int8_io else "int8")
+        wanted["int8"] = (variant, "model_int8.tflite")
+    artifacts = []
+    for precision in opts.precisions:
+        variant, filename = wanted[precision]
+        io = finalize_tflite(files[variant], out / filename, onnx_path, probe, doc)
+        art = Artifact(filename, "tflite", precision, "tflite")
+        art.notes.append(f"onnx2tf variant: {variant}; input {io['inputs'][0]['dtype']} NHWC")
+        artifacts.append(art)
+    return artifacts, calib_info
+
+
+def _export_coreml(model, imgsz: int, opts: ExportOptions, out: Path, doc: dict) -> list[Artifact]:
+    from .coreml import convert_coreml, quantize_weights_int8, save_mlpackage
+
+    note = "CoreML runs only on Apple platforms: converted and inspected here, not run"
+    mlmodel = convert_coreml(model, imgsz, doc)
+    save_mlpackage(mlmodel, out / "model.mlpackage")
+    arts = [Artifact("model.mlpackage", "coreml", "fp16", None, notes=[note])]
+    if "int8" in opts.precisions:
+        save_mlpackage(quantize_weights_int8(mlmodel, doc), out / "model_int8w.mlpackage")
+        arts.append(Artifact("model_int8w.mlpackage", "coreml", "int8w", None, notes=[note]))
+    return arts
+
+
+def _evaluate(backend, val, opts: ExportOptions) -> dict[str, Any]:
+    from mtnet.eval.evaluator import METRIC_KEYS, evaluate
+    from mtnet.infer.predictor import Predictor
+
+    metrics = evaluate(Predictor(backend, conf=0.001, multi_label=True), val, progress=False)
+    return {k: metrics.get(k) for k in METRIC_KEYS} | {"num_images": metrics["num_images"]}
+
+
+def _check(art: Artifact, path: Path, reference, probe_images: np.ndarray, val, opts: ExportOptions) -> None:
+    from mtnet.infer.backends import load_backend
+
+    from .parity import parity
+
+    art.size_mb = _size_mb(path)
+    if art.backend is None:
+        return
+    backend = load_backend(path)
+    art.parity = parity(reference, backend, probe_images)
+    if opts.evaluate:
+        art.metrics = _evaluate(backend, val, opts)
+    if art.format != "tflite":
+        return
+    from .compat import check_gpu_compatibility
+
+    compat = check_gpu_compatibility(path)
+    art.gpu_compatible, art.gpu_issues = compat.compatible, compat.issues
+    art.gpu_analyzer_compatible = compat.analyzer_compatible
+    if opts.bench_runs > 0:
+        from mtnet.bench.host import benchmark_tflite
+
+        for t in opts.bench_threads:
+            rec = benchmark_tflite(path, threads=t, runs=opts.bench_runs, warmup=5)
+            art.latency_ms[str(t)] = round(rec.median_ms, 3)

@@ -1,0 +1,72 @@
+"""``report.json`` (read by the Android profiling tools) and ``report.md`` (read by people)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mtnet.engine.checkpoint import atomic_write
+
+_METRICS = ("bbox_AP", "bbox_AP50", "kpt_AP", "kpt_AP50", "mIoU")
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def _parity_cell(parity: dict | None) -> str:
+    if not parity:
+        return "–"
+    parts = []
+    for name, s in parity.items():
+        if "max_abs" in s:
+            parts.append(f"{name} {s['max_abs']:.2g} ({s['max_rel']:.1e} rel)")
+        else:
+            parts.append(f"{name} {100 * s['label_mismatch']:.2f}% px differ")
+    return "; ".join(parts)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    m = report["model"]
+    lines = [f"# Export report: `{m['checkpoint']}`", "",
+             f"Input {m['imgsz']}x{m['imgsz']}, tasks {', '.join(m['tasks'])}, width {m['width']}, "
+             f"{m['params'] / 1e6:.2f} M parameters, ONNX opset {m['onnx_opset']}, seg output {m['seg_output']}.",
+             f"Accuracy: COCO bbox AP / AP50, keypoint OKS AP / AP50, mIoU (%) on {m['val_split']}, same evaluator "
+             "and decoder for every artifact (conf 0.001, multi-label).", ""]
+    header = "| artifact | precision | size MB | " + " | ".join(_METRICS) + " | parity vs PyTorch (max abs) | GPU delegate | median ms 1T | median ms 2T |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    pm = m.get("pytorch_metrics") or {}
+    lines.append("| PyTorch (reference) | fp32 | – | " + " | ".join(_pct(pm.get(k)) for k in _METRICS) + " | – | – | – | – |")
+    for a in report["artifacts"]:
+        metrics = a.get("metrics") or {}
+        gpu = "–" if a["gpu_compatible"] is None else ("yes" if a["gpu_compatible"] else "NO: " + "; ".join(a["gpu_issues"]))
+        lat = a.get("latency_ms") or {}
+        lines.append(f"| {a['file']} | {a['precision']} | {a['size_mb']:.2f} | "
+                     + " | ".join(_pct(metrics.get(k)) for k in _METRICS)
+                     + f" | {_parity_cell(a.get('parity'))} | {gpu} | {lat.get('1', '–')} | {lat.get('2', '–')} |")
+    drops = [(a["file"], a["metrics"]["drop_vs_fp32"]) for a in report["artifacts"]
+             if (a.get("metrics") or {}).get("drop_vs_fp32")]
+    for file, d in drops:
+        pts = ", ".join(f"{k} {v:+.2f}" for k, v in d["points"].items())
+        lines += ["", f"**{file} vs model_float32.tflite** (points lost, positive = worse): {pts} — "
+                  f"{'within' if d['passed'] else 'OUTSIDE'} the {d['budget']}-point budget on {', '.join(d['gated'])}."]
+    cal = report.get("calibration")
+    if cal:
+        lines += ["", f"Calibration: {cal['method']}, {cal['num_images']} images"
+                  + (f" from the {cal['split']} split, {cal['quant_type']} weights, int8 I/O: {cal['int8_io']}; "
+                     f"covers detection classes {sorted(cal['coverage']['det_classes'])}, segmentation classes "
+                     f"{sorted(cal['coverage']['seg_classes'])}, tasks {sorted(cal['coverage']['tasks'])}"
+                     if "coverage" in cal else "")]
+    notes = sorted({f"{a['file']}: {n}" for a in report["artifacts"] for n in a.get("notes", [])})
+    if notes:
+        lines += ["", "Notes:", *[f"- {n}" for n in notes]]
+    lines += ["", "Latency: LiteRT on this host (XNNPACK), median of timed `invoke()` calls; int8 is not expected to "
+              "be faster than fp32 on x86 without VNNI — phones are where int8 pays off (`mtnet bench-android`)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(report: dict[str, Any], out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    atomic_write(out_dir / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+    atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text(render_markdown(report)))

@@ -1,0 +1,21 @@
+"""mtnet bench-android MODEL.tflite ... --benchmark-binary ./benchmark_model: profile on phones over adb.
+
+The implementation lives in the top-level ``android_bench`` package (also ``python -m android_bench``);
+it is imported only when this command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from android_bench.cli import add_arguments as add
+
+    add(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from android_bench.cli import run as run_sweep
+
+    return run_sweep(args)

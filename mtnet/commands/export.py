@@ -1,0 +1,50 @@
+"""mtnet export CHECKPOINT [--formats onnx,tflite,coreml] [--precision fp32,fp16,int8] [--imgsz 320]."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="trained checkpoint (best.pt)")
+    p.add_argument("--formats", type=_csv, default=("onnx", "tflite", "coreml"), help="onnx,tflite,coreml")
+    p.add_argument("--precision", type=_csv, default=("fp32", "fp16", "int8"), help="fp32,fp16,int8")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
+    p.add_argument("--seg-output", choices=("logits", "argmax"), default="logits")
+    p.add_argument("--out", default="exports", help="parent folder; artifacts go to OUT/NAME/")
+    p.add_argument("--name", default=None, help="export name (default: the checkpoint's run folder name)")
+    p.add_argument("--data", default=None, help="COCO-format data root for calibration and accuracy "
+                                                "(default: the checkpoint's)")
+    q = p.add_argument_group("int8 quantization")
+    q.add_argument("--quant", choices=("full-int8", "dynamic-range"), default="full-int8",
+                   help="full-int8: calibrated PTQ of weights+activations; dynamic-range: int8 weights only")
+    q.add_argument("--calib-images", type=int, default=200, help="representative-set size")
+    q.add_argument("--int8-io", action="store_true", help="int8 input/output tensors (default float I/O)")
+    q.add_argument("--quant-type", choices=("per-channel", "per-tensor"), default="per-channel")
+    c = p.add_argument_group("checks")
+    c.add_argument("--no-eval", action="store_true", help="skip the accuracy of each artifact on the val split")
+    c.add_argument("--parity-images", type=int, default=8)
+    c.add_argument("--bench-runs", type=int, default=50, help="timed runs per latency (0: skip latency)")
+    c.add_argument("--bench-threads", type=lambda s: tuple(int(t) for t in _csv(s)), default=(1, 2))
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from calibration import QuantConfig
+    from export.pipeline import ExportOptions, export_checkpoint
+
+    opts = ExportOptions(
+        formats=args.formats, precisions=args.precision, imgsz=args.imgsz, seg_output=args.seg_output,
+        quant=QuantConfig(method=args.quant, num_images=args.calib_images, int8_io=args.int8_io,
+                          quant_type=args.quant_type),
+        data_root=args.data, parity_images=args.parity_images, evaluate=not args.no_eval,
+        bench_threads=args.bench_threads, bench_runs=args.bench_runs, progress=not args.no_progress,
+    )
+    out = export_checkpoint(args.checkpoint, args.out, name=args.name, options=opts)
+    print((out / "report.md").read_text())
+    print(f"artifacts: {out}")
+    return 0

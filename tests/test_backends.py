@@ -1,0 +1,83 @@
+"""Exported-model backends: ONNX Runtime output equals PyTorch, batching, clear errors for bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtnet.data.coco import CocoSource
+from mtnet.data.transforms import letterbox, normalize
+from mtnet.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tiny_run, tmp_path_factory):
+    from export.metadata import build_model_json
+    from export.onnx import export_onnx
+    from mtnet.engine.checkpoint import load_model_from_checkpoint
+
+    model, _ = load_model_from_checkpoint(tiny_run / "best.pt")
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(model, path, 160, doc=build_model_json(model, 160, source="test"))
+    return model, path
+
+
+def test_normalize_nhwc_matches_torch_normalize():
+    from mtnet.infer.backends import normalize_nhwc
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    ref = normalize(torch.from_numpy(images)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(normalize_nhwc(images), ref, atol=1e-5)
+
+
+def test_onnx_backend_equals_torch_backend_in_batches(onnx_export, synthetic_root):
+    from mtnet.infer.backends import load_backend
+    from mtnet.infer.predictor import TorchBackend
+
+    model, path = onnx_export
+    val = CocoSource(synthetic_root, "val")
+    images = np.stack([letterbox(val.load(i).image, 160)[0] for i in range(3)])  # batch 3 > graph batch 1
+    backend = load_backend(path)
+    assert backend.imgsz == 160 and backend.meta == model.meta
+    got, ref = backend(images), TorchBackend(model, 160)(images)
+    assert list(got) == list(ref) == ["boxes", "scores", "keypoints", "seg"]
+    for name in ref:
+        assert got[name].shape == ref[name].shape
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-4, rtol=1e-4)
+
+
+def test_predictor_from_path_dispatches_onnx(onnx_export, synthetic_root):
+    from mtnet.infer.backends import OnnxBackend
+    from mtnet.infer.predictor import Predictor
+
+    _, path = onnx_export
+    predictor = Predictor.from_path(path, conf=0.01)
+    assert isinstance(predictor.backend, OnnxBackend)
+    pred = predictor.predict([CocoSource(synthetic_root, "val").load(0).image])[0]
+    assert pred.seg is not None and pred.detections is not None
+
+
+def test_load_backend_errors(tmp_path, onnx_export):
+    from mtnet.infer.backends import load_backend
+
+    with pytest.raises(UserError, match="not found"):
+        load_backend(tmp_path / "nope.tflite")
+    (tmp_path / "model.engine").write_bytes(b"x")
+    with pytest.raises(UserError, match="unsupported model type"):
+        load_backend(tmp_path / "model.engine")
+
+
+def test_tflite_without_mtnet_metadata_is_rejected(tmp_path):
+    import tensorflow as tf
+
+    from mtnet.infer.backends import load_backend
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    def f(x):
+        return x * 2.0
+
+    path = tmp_path / "foreign.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    with pytest.raises(UserError, match="no 'mtnet.model_json' metadata"):
+        load_backend(path)
