@@ -185,7 +185,7 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_r
     from mtnet.data.coco import CocoSource
     from mtnet.infer.backends import normalize_nhwc
 
-    from .tflite import convert_onnx_to_tflite, finalize_tflite
+    from .tflite import FLOAT_TAIL_OUTPUTS, convert_onnx_to_tflite, finalize_tflite
 
     q = opts.quant
     calib, calib_info = None, None
@@ -197,7 +197,14 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_r
                       "int8_io": q.int8_io, "quant_type": q.quant_type, "coverage": cov.__dict__}
     elif "int8" in opts.precisions:
         calib_info = {"method": q.method, "num_images": 0}
-    files = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type).files
+    conv = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type)
+    files = conv.files
+    if conv.float_nodes and not q.int8_io:
+        doc["int8_float_layers"] = {
+            "outputs": list(FLOAT_TAIL_OUTPUTS), "ops": conv.float_nodes,
+            "why": "box/keypoint decode (softplus, x stride, + grid, clip) after the last conv stays float32: int8 PTQ "
+                   "calibrated the distances tensor with the range of its x stride product (3.2-stride steps, boxes "
+                   "~50 px off); a few element-wise ops on [1, A, 4|51], builtin and GPU-delegate compatible"}
     probe = np.ascontiguousarray(normalize_nhwc(probe_images[:1]).transpose(0, 3, 1, 2))
     wanted = {"fp32": ("float32", "model_float32.tflite"), "fp16": ("float16", "model_float16.tflite")}
     if "int8" in opts.precisions:
@@ -209,6 +216,11 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_r
         io = finalize_tflite(files[variant], out / filename, onnx_path, probe, doc)
         art = Artifact(filename, "tflite", precision, "tflite")
         art.notes.append(f"onnx2tf variant: {variant}; input {io['inputs'][0]['dtype']} NHWC")
+        if variant == "int8" and conv.float_nodes:
+            art.notes.append("boxes/keypoints decode after the last conv runs in float32 (model.json int8_float_layers)")
+        elif variant == "int8_io":
+            art.notes.append("fully int8 incl. the box decode, whose PTQ range is mis-calibrated: boxes can be "
+                             "several strides off; the default float-I/O int8 keeps the decode in float32")
         artifacts.append(art)
     return artifacts, calib_info
 

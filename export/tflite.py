@@ -4,16 +4,23 @@ One onnx2tf run writes every TFLite variant we ship: float32, float16 (weights),
 full-integer PTQ (calibrated on ``calibration/``'s representative set). onnx2tf runs in a child process
 because it needs its own working directory (it looks for, and otherwise downloads, a calibration sample
 there — we place a local one so nothing is downloaded) and so TensorFlow's memory goes away after it.
+
+The shipped int8 model keeps the in-graph decode tails (``FLOAT_TAIL_OUTPUTS``: every op between the
+last convolution and the ``boxes`` / ``keypoints`` outputs) in float32: TF 2.21's PTQ calibrator
+records the softplus distances tensor (real range [0, ~17] stride units) with the range of the
+``* stride`` product that follows it ([-510, 296] px), so int8 stepped distances by 3.2 strides (boxes
+up to ~50 px off, bbox AP50 -1.8 points). These are a few element-wise ops on [1, A, 4|51] tensors.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +39,9 @@ VARIANTS = {
     "full_integer_quant": "int8_io",  # int8 everywhere including input/output
 }
 _ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+# ONNX outputs whose decode (after the last conv) stays float32 in the int8 model; see the module docstring
+FLOAT_TAIL_OUTPUTS = ("boxes", "keypoints")
+_STOP_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 
 
 class ConversionError(UserError):
@@ -44,6 +54,7 @@ class TFLiteFiles:
 
     files: dict[str, Path]
     work_dir: Path
+    float_nodes: list[str] = field(default_factory=list)  # op outputs kept float32 in the "int8" variant
 
 
 def _script(kwargs: dict) -> str:
@@ -55,12 +66,16 @@ def _script(kwargs: dict) -> str:
 
 
 def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calibration: np.ndarray | None = None,
-                           quant_type: str = "per-channel", timeout_s: float = 1800) -> TFLiteFiles:
+                           quant_type: str = "per-channel", float_tail: tuple[str, ...] = FLOAT_TAIL_OUTPUTS,
+                           timeout_s: float = 1800) -> TFLiteFiles:
     """Run onnx2tf on ``onnx_path`` inside ``work_dir``; returns the variant files written there.
 
     ``calibration``: float32 NHWC images in [0, 1] (the representative set). Without it only float32,
     float16 and dynamic-range files are produced. ``quant_type``: ``per-channel`` (default, best accuracy
-    for depthwise convs) or ``per-tensor``.
+    for depthwise convs) or ``per-tensor``. ``float_tail``: ONNX outputs whose decode ops stay float32 in
+    the float-I/O ``int8`` variant (re-quantized from onnx2tf's saved model, see
+    ``quantize_with_float_tail``); empty keeps onnx2tf's fully int8 file. ``int8_io`` is always onnx2tf's
+    fully int8 file (the debugger's quantizer keeps float I/O).
     """
     if quant_type not in ("per-channel", "per-tensor"):
         raise ConversionError(f"quant_type must be 'per-channel' or 'per-tensor', got {quant_type!r}")
@@ -98,11 +113,84 @@ def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calib
     files = {name: out / f"{stem}_{suffix}.tflite" for suffix, name in VARIANTS.items()}
     files = {k: v for k, v in files.items() if v.is_file()}
     if proc.returncode != 0 or "float32" not in files:
-        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or ["no output"]
-        raise ConversionError(f"onnx2tf failed (exit {proc.returncode}): {tail[0][:300]} (log: {log})")
-    if calibration is not None and "int8" not in files:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "Error" in ln] or lines[-1:] or ["no output"]
+        kept = Path(tempfile.mkstemp(prefix="mtnet-onnx2tf-", suffix=".log")[1])  # the work dir is removed
+        shutil.copyfile(log, kept)
+        raise ConversionError(f"onnx2tf failed (exit {proc.returncode}): {errors[-1][:300]} (log: {kept})")
+    if calibration is None:
+        return TFLiteFiles(files, work)
+    if "int8" not in files:
         raise ConversionError(f"onnx2tf wrote no integer-quantized model (log: {log})")
-    return TFLiteFiles(files, work)
+    nodes: list[str] = []
+    if float_tail:
+        probe = np.ascontiguousarray(((calibration[:1] - np.float32(MEAN)) / np.float32(STD)).transpose(0, 3, 1, 2))
+        binding = bind_outputs(files["float32"], onnx_path, probe.astype(np.float32))
+        nodes = decode_tail_nodes(files["float32"], [t for t, (o, _) in binding.items() if o in float_tail])
+        files["int8"] = _run_float_tail_quant(out, npy, nodes, per_tensor=quant_type == "per-tensor",
+                                              dst=out / f"{stem}_int8_float_tail.tflite", env=env, timeout_s=timeout_s)
+    return TFLiteFiles(files, work, nodes)
+
+
+def decode_tail_nodes(float_tflite: str | Path, outputs: list[str]) -> list[str]:
+    """Output tensor names of every op between ``outputs`` (TFLite output names) and the nearest convs.
+
+    These are the ops that turn conv activations into pixels (decode); names are those the TF converter
+    gives the saved model's ops, which is what ``QuantizationDebugOptions.denylisted_nodes`` matches.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(float_tflite))
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    producer = {o: op for op in interp._get_ops_details() for o in op["outputs"]}
+    index = {d["name"]: d["index"] for d in interp.get_output_details()}
+    seen: set[int] = set()
+    nodes: list[str] = []
+    stack = [index[name] for name in outputs]
+    while stack:
+        op = producer.get(stack.pop())
+        if op is None or op["index"] in seen or op["op_name"] in _STOP_OPS:
+            continue
+        seen.add(op["index"])
+        nodes += [names[o] for o in op["outputs"]]
+        stack += [i for i in op["inputs"] if i >= 0]
+    return sorted(set(nodes))
+
+
+def _run_float_tail_quant(saved_model: Path, calibration_npy: Path, nodes: list[str], *, per_tensor: bool,
+                          dst: Path, env: dict, timeout_s: float) -> Path:
+    """``quantize_with_float_tail`` in a child process (TensorFlow's memory goes away with it)."""
+    kwargs = {"saved_model": str(saved_model), "calibration_npy": str(calibration_npy), "nodes": nodes,
+              "per_tensor": per_tensor, "dst": str(dst)}
+    code = "import json, sys\nfrom export.tflite import quantize_with_float_tail\nquantize_with_float_tail(**json.loads(sys.argv[1]))"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+    if proc.returncode != 0 or not dst.is_file():
+        tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()][-1:] or ["no output"]
+        raise ConversionError(f"int8 quantization with a float decode tail failed: {tail[0][:300]}")
+    return dst
+
+
+def quantize_with_float_tail(saved_model: str, calibration_npy: str, nodes: list[str], *, per_tensor: bool,
+                             dst: str) -> None:
+    """int8 PTQ (float32 I/O) of onnx2tf's saved model, same calibration images and MEAN/STD, ``nodes`` float32."""
+    import tensorflow as tf
+
+    images = (np.load(calibration_npy) - np.float32(MEAN)) / np.float32(STD)
+
+    def representative():
+        for i in range(len(images)):
+            yield [images[i : i + 1].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter._experimental_disable_per_channel = per_tensor
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
+                                                         debug_options=options)
+    Path(dst).write_bytes(debugger.get_nondebug_quantized_model())
 
 
 def temp_work_dir(parent: str | Path) -> Path:

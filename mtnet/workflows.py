@@ -67,7 +67,7 @@ def train_and_report(cfg: Config, *, resume: bool | str = False, progress: bool 
     ec = trainer.cfg.eval
     predictor = Predictor.from_checkpoint(best, conf=ec.conf, iou=ec.iou, max_det=ec.max_det, multi_label=True)
     metrics = evaluate(predictor, trainer.val_src, progress=progress)
-    draw_examples(Predictor.from_checkpoint(best, conf=0.3), trainer.val_src, result.run_dir / "examples.png",
+    draw_examples(Predictor.from_checkpoint(best, conf=0.2), trainer.val_src, result.run_dir / "examples.png",
                   ec.num_examples)
     metrics.update(
         wall_s=time.perf_counter() - start, train_s=train_s, params=count_parameters(predictor.backend.model),

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.test_android_e2e import tiny_tflite
 
 from mtnet.bench.host import BenchError, benchmark_tflite
 from mtnet.bench.report import pareto_front
 from mtnet.bench.schema import BenchRecord, ResultsError, infer_precision, read_results, write_results
 from mtnet.cli import main as cli_main
+from tests.test_android_e2e import tiny_tflite
 
 
 @pytest.fixture(scope="module")

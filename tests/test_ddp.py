@@ -1,5 +1,5 @@
-"""DDP equivalence: 2 gloo processes started by ``torchrun`` with per-process batch B take the same optimizer
-step as one process with batch 2B.
+"""DDP equivalence: 2 gloo processes (forked with torchrun's environment, see ``ddp_worker.py``) with
+per-process batch B take the same optimizer step as one process with batch 2B; ``--devices 2`` runs torchrun.
 
 How BatchNorm is handled (it is the one layer where per-process batches differ from one big batch):
 * SyncBN on (the default with > 1 process): BN statistics are reduced over both processes, so the DDP step
@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from mtnet.cli import main
 from mtnet.data.synthetic import generate_dataset
 from mtnet.engine.checkpoint import load_checkpoint
 from mtnet.engine.sampler import EpochSampler
 
-from .ddp_worker import OVERRIDES, Float64Trainer, config
-
-WORKER = Path(__file__).with_name("ddp_worker.py")
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+from .ddp_worker import OVERRIDES, Float64Trainer, config, run_ddp
 
 
 @contextlib.contextmanager
@@ -59,9 +54,7 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ddp_runs(data_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp_runs")
-    proc = subprocess.run([*TORCHRUN, str(WORKER), str(data_root), str(out)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    run_ddp(data_root, out)
     return out
 
 
@@ -99,7 +92,8 @@ def _assert_same_update(ddp: dict, ref: dict, init: dict, keys: list[str]) -> No
     assert worst <= 1e-7 * size, f"max difference {worst:.3g} vs update size {size:.3g}"
 
 
-def test_ddp_step_with_syncbn_equals_one_process_with_twice_the_batch(ddp_runs, initial, reference):
+def test_ddp_step_with_syncbn_equals_one_process_with_twice_the_batch(initial, reference, ddp_runs):
+    # fixtures in this order: the processes fork after this one has imported what training needs
     ddp = load_checkpoint(ddp_runs / "ddp_sync_step1.pt")
     assert ddp["world_size"] == 2
     _assert_same_update(ddp["model"], reference["step1"], initial, _float_keys(initial, buffers=True))
@@ -126,14 +120,13 @@ def test_ddp_resume_mid_epoch_continues_the_same_run(ddp_runs, initial, referenc
     _assert_same_update(resumed["model"], reference["step2"], initial, _float_keys(initial, buffers=True))
 
 
-def test_devices_flag_launches_torchrun_and_only_rank0_writes(data_root, tmp_path):
-    cmd = [sys.executable, "-m", "mtnet", "train", "quickstart", *OVERRIDES, f"data.root={data_root}",
-           f"output_dir={tmp_path}", "name=cli", "train.batch_size=2", "train.stop_after_steps=1",
-           "--devices", "2", "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert proc.stdout.count("stopped after step 1") == 1  # rank 0 alone reports
+def test_devices_flag_launches_torchrun_and_only_rank0_writes(data_root, tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    code = main(["train", "quickstart", *OVERRIDES, f"data.root={data_root}", f"output_dir={tmp_path}", "name=cli",
+                 "train.batch_size=2", "train.stop_after_steps=1", "--devices", "2", "--no-progress"])
+    out, err = capfd.readouterr()  # the torchrun processes write to this process's stdout / stderr
+    assert code == 0, out[-2000:] + err[-4000:]
+    assert out.count("stopped after step 1") == 1  # rank 0 alone reports
     assert load_checkpoint(tmp_path / "cli" / "last.pt")["world_size"] == 2
     with open(tmp_path / "cli" / "steps.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -37,9 +37,12 @@ def test_ground_truth_scores_perfect_ap(synthetic_root):
     src = CocoSource(synthetic_root, "val")
     boxes, kpts = [], []
     for i in range(len(src)):
-        b, k = detections_to_coco(src.load(i).image_id, _gt_as_detections(src, i), src.meta)
-        boxes += b
-        kpts += k
+        det = _gt_as_detections(src, i)
+        boxes += detections_to_coco(src.load(i).image_id, det, src.meta)[0]
+        # persons without labelled keypoints (COCO: num_keypoints = 0, ignored) get no keypoint result
+        labelled = (det.keypoints[..., 2] > 0).any(1)
+        only = Detections(det.boxes[labelled], det.scores[labelled], det.labels[labelled], det.keypoints[labelled])
+        kpts += detections_to_coco(src.load(i).image_id, only, src.meta)[1]
     assert coco_bbox_metrics(src.instances_path, boxes)["bbox_AP"] == pytest.approx(1.0)
     assert coco_keypoint_metrics(src.keypoints_path, kpts, src.meta.keypoint_sigmas)["kpt_AP"] == pytest.approx(1.0)
 

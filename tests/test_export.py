@@ -130,6 +130,23 @@ def test_tflite_outputs_are_named_and_input_is_nhwc(exported):
         assert inp["dtype"] == np.float32  # int8 model keeps float I/O by default
 
 
+def test_int8_keeps_box_and_keypoint_decode_in_float(exported):
+    """int8 PTQ mis-calibrates the decode tail (distances get the range of distances x stride, boxes ~50 px
+    off), so the int8 model computes the box/keypoint decode (softplus, x stride) in float32, convs in int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.metadata import read_tflite_metadata
+
+    interp = Interpreter(model_path=str(exported / "model_int8.tflite"))
+    dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    assert {"MUL", "EXP"} <= {op["op_name"] for op in ops if dtypes[op["outputs"][0]] == np.float32}
+    assert all(dtypes[op["inputs"][0]] == np.int8 for op in ops if op["op_name"] == "CONV_2D")
+    layers = read_tflite_metadata(exported / "model_int8.tflite")["int8_float_layers"]
+    assert layers["outputs"] == ["boxes", "keypoints"] and layers["ops"]
+    assert json.loads((exported / "model.json").read_text())["int8_float_layers"] == layers
+
+
 def test_tflite_has_builtin_ops_only(exported):
     from ai_edge_litert.interpreter import Interpreter
 

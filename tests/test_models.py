@@ -86,3 +86,23 @@ def test_trace_and_onnx_export_of_deploy_mode(tmp_path):
     outs = sess.run(None, {"images": x.numpy()})
     for a, b in zip(outs, model(x), strict=True):
         assert abs(a - b.detach().numpy()).max() < 1e-3
+
+
+def test_deploy_decode_matches_training_decode():
+    """The in-graph decode (what exports ship) equals the decode the losses train."""
+    from mtnet.models.heads.detection import distances_to_boxes, distances_to_pixels
+    from mtnet.models.heads.pose import keypoints_to_pixels
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META).eval()
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        raw = model(x)
+        model.deploy = True
+        boxes, scores, kpts, _ = model(x)
+    unclipped = distances_to_boxes(distances_to_pixels(raw["box"], raw["strides"]), raw["points"])
+    torch.testing.assert_close(boxes, unclipped.clamp(0, 160), atol=1e-4, rtol=0)
+    torch.testing.assert_close(scores, raw["cls"].sigmoid())
+    expected = keypoints_to_pixels(raw["kpt"], raw["points"], raw["strides"])
+    torch.testing.assert_close(kpts.reshape(1, -1, 17, 3)[..., :2], expected[..., :2], atol=1e-4, rtol=0)
+    torch.testing.assert_close(kpts.reshape(1, -1, 17, 3)[..., 2], expected[..., 2].sigmoid())

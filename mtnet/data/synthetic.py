@@ -9,7 +9,7 @@ three tasks. The generator writes exactly what a COCO download has, so the same 
 * ``annotations/stuff_<split>.json``                COCO-Stuff style RLE annotations of the "stuff" classes
 * ``stuffthingmaps/<split>/<id:012d>.png``          COCO-Stuff pixel maps: value = category id - 1, 255 = unlabeled
 
-Scenes are not trivial: 4 stuff regions with textures and wavy borders, 1-6 objects of 4 thing classes
+Scenes are not trivial: 4 stuff regions with textures and wavy borders, 2-8 objects of 4 thing classes
 (person, sports ball, suitcase, kite) that overlap (each stays >= 40% visible), vary >= 4x in scale, and
 articulated people in random poses whose keypoints are marked occluded (v=1) when another object covers
 them and unlabeled (v=0) when they fall outside the image. As in COCO, persons smaller than 32x32 px of
@@ -115,18 +115,19 @@ def _person(rng: np.random.Generator, size: int, height: float, cx: float, cy: f
     kp[5], kp[6] = neck + right * sh_w, neck - right * sh_w  # left/right shoulder
     kp[11], kp[12] = hip_c + right * hip_w, hip_c - right * hip_w
 
-    def limb(start, base_angle, l1, l2, spread):
-        a1 = base_angle + rng.uniform(-spread, spread)
-        a2 = a1 + rng.uniform(-1.4, 1.4)
+    def limb(start, a1, l1, l2, bend):
+        a2 = a1 + rng.uniform(-bend, bend)
         mid = start + l1 * np.array([math.cos(a1), math.sin(a1)])
         end = mid + l2 * np.array([math.cos(a2), math.sin(a2)])
         return mid, end
 
+    # Human-like joint ranges in a frontal view: each limb stays mostly on its own side (the person's left
+    # is image right, i.e. smaller angles from "down"), arms may rise, knees bend little seen from the front.
     down = math.atan2(-up[1], -up[0])
-    kp[7], kp[9] = limb(kp[5], down - 0.4, 0.15 * h, 0.14 * h, 1.6)
-    kp[8], kp[10] = limb(kp[6], down + 0.4, 0.15 * h, 0.14 * h, 1.6)
-    kp[13], kp[15] = limb(kp[11], down - 0.1, 0.23 * h, 0.22 * h, 0.5)
-    kp[14], kp[16] = limb(kp[12], down + 0.1, 0.23 * h, 0.22 * h, 0.5)
+    kp[7], kp[9] = limb(kp[5], down - rng.uniform(-0.2, 2.2), 0.15 * h, 0.14 * h, 1.5)
+    kp[8], kp[10] = limb(kp[6], down + rng.uniform(-0.2, 2.2), 0.15 * h, 0.14 * h, 1.5)
+    kp[13], kp[15] = limb(kp[11], down - rng.uniform(-0.05, 0.55), 0.23 * h, 0.22 * h, 0.45)
+    kp[14], kp[16] = limb(kp[12], down + rng.uniform(-0.05, 0.55), 0.23 * h, 0.22 * h, 0.45)
     face = head + right * rng.uniform(-0.02, 0.02) * h
     kp[0] = face + (-up) * 0.01 * h
     kp[1], kp[2] = face + right * 0.03 * h + up * 0.025 * h, face - right * 0.03 * h + up * 0.025 * h
@@ -203,8 +204,8 @@ def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     owner = np.zeros((size, size), np.int32)  # 0 = background, i+1 = object i on top
     objects: list[_Object] = []
-    num = int(rng.integers(1, 7))
-    for _ in range(num * 4):  # try placements until `num` objects fit with enough visibility
+    num = int(rng.integers(2, 9))
+    for _ in range(num * 5):  # try placements until `num` objects fit with enough visibility
         if len(objects) == num:
             break
         category = int(rng.choice([1, 1, 33, 37, 38]))
@@ -317,7 +318,7 @@ def generate_dataset(root: str | Path, num_train: int, num_val: int, size: int =
                      progress: bool = True) -> Path:
     """Generate train and val splits under ``root`` (skipped when a complete copy with the same recipe exists)."""
     root = Path(root)
-    recipe = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed, "version": 3}
+    recipe = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed, "version": 5}
     stamp = root / "synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
         return root

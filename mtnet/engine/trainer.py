@@ -80,7 +80,8 @@ def build_optimizer(model: nn.Module, criterion: nn.Module, cfg, lr: float) -> t
 
 
 def fitness(metrics: dict) -> float:
-    vals = [metrics[k] for k in FITNESS_KEYS if k in metrics]
+    """Mean of the task metrics; COCO's -1 ("undefined": no ground truth of that kind) is left out."""
+    vals = [metrics[k] for k in FITNESS_KEYS if k in metrics and metrics[k] >= 0]
     return float(sum(vals) / len(vals)) if vals else 0.0
 
 

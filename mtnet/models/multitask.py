@@ -4,7 +4,7 @@
 Deploy (``model.deploy = True``, used by export and the predictors) returns a fixed tuple whose names
 are ``model.output_names()``:
 
-* ``boxes``     [B, A, 4]   xyxy in input pixels (grid and stride applied in-graph)
+* ``boxes``     [B, A, 4]   xyxy in input pixels (grid and stride applied in-graph), clipped to the input
 * ``scores``    [B, A, C]   per-class probabilities (sigmoid)
 * ``keypoints`` [B, A, K*3] per location (x, y) in input pixels and visibility probability  (pose only)
 * ``seg``       [B, S, H, W] segmentation logits at input size, or [B, H, W] int32 argmax      (seg only)
@@ -114,12 +114,17 @@ class MultiTaskNet(nn.Module):
             strides = out["strides"][None, :, None]  # [1, A, 1]
             # xyxy = (cx, cy, cx, cy) + softplus(raw) * stride * (-1, -1, 1, 1): one mul + add on the head
             # (onnx2tf 1.28 mis-converts `constant - tensor` and transposes the concatenated result).
+            # softplus as relu(x) + log(1 + exp(-|x|)): same value, but exp/log only see [-inf, 0] / [1, 2],
+            # which int8 PTQ can represent (exp of raw logits saturates an int8 range and broke boxes).
+            # Boxes are clipped to the (square, letterboxed) input canvas, which also bounds their int8 range.
+            raw = out["box"]
+            dist = torch.relu(raw) + torch.log(1.0 + torch.exp(-torch.abs(raw)))
             signed = torch.cat([-strides, -strides, strides, strides], dim=-1)  # [1, A, 4]
-            boxes = points.repeat(1, 1, 2) + nn.functional.softplus(out["box"]) * signed
+            boxes = (points.repeat(1, 1, 2) + dist * signed).clamp(0.0, float(max(images.shape[-2:])))
             results += [boxes, out["cls"].sigmoid()]
         if "kpt" in out:
             raw = out["kpt"].reshape(out["kpt"].shape[0], out["kpt"].shape[1], -1)  # [B, A, K*3]
-            scale = 2.0 * strides
+            scale = 2.0 * strides  # keypoints_to_pixels: offsets from the anchor point in units of 2*stride
             x = points[..., 0:1] + raw[..., 0::3] * scale
             y = points[..., 1:2] + raw[..., 1::3] * scale
             kpt = torch.stack([x, y, raw[..., 2::3].sigmoid()], dim=-1)
