@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+from budget import budget_parser
+
 from mtnet.config import load_config
 from mtnet.engine.trainer import Trainer
 
@@ -26,12 +28,7 @@ TASKS = ("det", "pose", "seg")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--num-train", type=int, default=384)
-    p.add_argument("--num-val", type=int, default=32)
-    p.add_argument("--imgsz", type=int, default=128)
-    p.add_argument("--width", type=float, default=0.35)
+    p = budget_parser(__doc__, epochs=8, num_train=384, num_val=32, imgsz=128, width=0.35)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--data", default="/tmp/mtnet_bench/synthetic", help="synthetic data folder (generated once)")
     p.add_argument("--runs-dir", default="/tmp/mtnet_bench/balancing")

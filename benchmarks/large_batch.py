@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from budget import budget_parser
+
 from mtnet.config import load_config
 from mtnet.engine.trainer import Trainer, TrainingError
 
@@ -54,12 +56,7 @@ DEFAULT_BASE_LR = {"adamw": 0.016, "sgd": 0.64}
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--num-train", type=int, default=384)
-    p.add_argument("--num-val", type=int, default=32)
-    p.add_argument("--imgsz", type=int, default=128)
-    p.add_argument("--width", type=float, default=0.35)
+    p = budget_parser(__doc__, epochs=8, num_train=384, num_val=32, imgsz=128, width=0.35)
     p.add_argument("--optimizer", choices=sorted(WEIGHT_DECAY), default="adamw")
     p.add_argument("--base-lr", type=float, default=None,
                    help=f"LR per 256 images (default: {DEFAULT_BASE_LR} for the chosen optimizer)")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from budget import budget_parser
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtnet.config import load_config
@@ -197,12 +198,7 @@ def plot(rows: dict[str, dict], summary: dict, path: Path) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--num-train", type=int, default=300)
-    ap.add_argument("--num-val", type=int, default=60)
-    ap.add_argument("--imgsz", type=int, default=160)
-    ap.add_argument("--width", type=float, default=0.5)
+    ap = budget_parser(__doc__, epochs=6, num_train=300, num_val=60, imgsz=160, width=0.5)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--warmup-epochs", type=float, default=1.0)
     # 4x the quickstart recipe's LR per 256 images (peak 0.004 at batch 16): a budget of ~100 steps

@@ -10,6 +10,7 @@ from mtnet.config import load_config
 from mtnet.data.build import build_sources, build_train_dataset
 from mtnet.data.dataset import collate
 from mtnet.data.sample import IGNORE_INDEX
+from mtnet.engine.checkpoint import load_checkpoint
 from mtnet.engine.trainer import Trainer
 from tests.test_data_formats import write_coco, write_voc
 
@@ -100,7 +101,7 @@ def test_trains_on_a_mix_with_mosaic_mixup_and_class_balance(tmp_path):
     assert len(trainer.meta.det_class_weights) == 2
     metrics = trainer.fit().metrics
     assert "bbox_AP" in metrics and "kpt_AP" in metrics
-    saved = torch.load(trainer.run_dir / "best.pt", weights_only=False)["meta"]
+    saved = load_checkpoint(trainer.run_dir / "best.pt")["meta"]
     assert saved["det_category_ids"] == [1, 18] and saved["seg_classes"][0] == "background"
 
 

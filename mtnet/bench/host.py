@@ -8,6 +8,7 @@ Host rows also carry the median, which the phone tool does not print.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -44,13 +45,11 @@ def _peak_rss_mb() -> float:
 def host_device_facts() -> dict[str, Any]:
     """Hostname, CPU model, core count, Python and LiteRT versions: what a host row depends on."""
     cpu_model = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):  # not Linux: keep platform's answer
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     try:
         litert = importlib.metadata.version("ai-edge-litert")
     except importlib.metadata.PackageNotFoundError:
