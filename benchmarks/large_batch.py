@@ -61,6 +61,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--base-lr", type=float, default=None,
                    help=f"LR per 256 images (default: {DEFAULT_BASE_LR} for the chosen optimizer)")
     p.add_argument("--warmup-epochs", type=float, default=2.0)
+    p.add_argument("--grad-clip", type=float, default=10.0,
+                   help="max grad norm (the trainer default); 0 shows what warmup alone does")
     p.add_argument("--data", default="/tmp/mtnet_bench/synthetic", help="synthetic data folder (generated once)")
     p.add_argument("--runs-dir", default="/tmp/mtnet_bench/large_batch")
     p.add_argument("--only", nargs="*", default=None, help=f"subset of {[r.key for r in RUNS]}")
@@ -81,7 +83,7 @@ def config(args: argparse.Namespace, run: Run):
         f"train.batch_size={run.batch}", f"train.accumulate={run.accumulate}", f"train.optimizer={args.optimizer}",
         f"train.base_lr={args.base_lr}", f"train.weight_decay={WEIGHT_DECAY[args.optimizer]}",
         f"train.warmup_epochs={args.warmup_epochs if run.warmup else 0}", "train.device=cpu",
-        f"train.eval_interval={max(1, args.epochs // 3)}", "train.ema_tau=20",
+        f"train.eval_interval={max(1, args.epochs // 3)}", "train.ema_tau=20", f"train.grad_clip={args.grad_clip}",
     ])
 
 
