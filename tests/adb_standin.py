@@ -19,6 +19,7 @@ what it reported to ``<sandbox>/reported.jsonl`` so tests can compare the parsed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -101,12 +102,11 @@ class Conn:
 
     def serve(self) -> None:
         try:
-            while not self.server.stopping.is_set():
-                cmd, a0, a1, length, _, _ = struct.unpack("<6I", self.recv_exact(24))
-                data = self.recv_exact(length) if length else b""
-                self.dispatch(cmd, a0, a1, data)
-        except (ConnectionError, OSError):
-            pass
+            with contextlib.suppress(ConnectionError, OSError):  # the client hung up: end this connection
+                while not self.server.stopping.is_set():
+                    cmd, a0, a1, length, _, _ = struct.unpack("<6I", self.recv_exact(24))
+                    data = self.recv_exact(length) if length else b""
+                    self.dispatch(cmd, a0, a1, data)
         finally:
             self.sock.close()
 
@@ -161,10 +161,8 @@ class Server:
         return text.replace(str(self.sandbox), "")
 
     def guard(self, target, *args) -> None:
-        try:
+        with contextlib.suppress(ConnectionError, OSError):  # the client hung up: nothing to answer
             target(*args)
-        except (ConnectionError, OSError):
-            pass
 
     def run_shell(self, stream: Stream, command: str, v2: bool) -> None:
         if "--graph=" in command:  # a benchmark run (binary or APK), not a push/chmod of the tool
@@ -247,10 +245,8 @@ class Server:
         """Vanish like an unplugged phone: stop accepting and drop every connection."""
         self.stopping.set()
         for c in self.conns:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the client
                 c.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def make_device_tree(sandbox: Path) -> None:
