@@ -18,8 +18,9 @@ class QuantConfig:
       file, float speed).
     * ``num_images``: calibration images; 200 saturates min/max statistics for a model this size, fewer
       than ~50 under-covers rare classes.
-    * ``int8_io``: int8 input/output tensors (input quantization documented in ``model.json``) instead of
-      float32 I/O with (de)quantize ops inside the graph — float I/O keeps the app side simple.
+    * ``int8_io``: an int8 input tensor (its scale / zero point in ``model.json`` ``int8_input``) instead of a
+      float32 input with a quantize op inside the graph; outputs stay float32 either way (boxes and keypoints
+      come out of the float decode tail in pixels; see ``export.tflite``). Float I/O keeps the app side simple.
     * ``quant_type``: ``per-channel`` weights (accurate for depthwise convs) or ``per-tensor``.
     """
 

@@ -30,7 +30,15 @@ _MEANING = {
     "keypoints": "per anchor, K x (x, y, visibility): x, y in input pixels, visibility probability",
     "seg_logits": "per-class segmentation logits at input size",
     "seg_argmax": "per-pixel class label at input size",
+    # graphs exported with in-graph NMS (``--nms``)
+    "detections": "kept detections after in-graph class-aware NMS, descending score: x1, y1, x2, y2 (input "
+                  "pixels), score, class label (float); rows past num_detections are zero",
+    "num_detections": "number of valid rows of detections (int32)",
+    "nms_keypoints": "keypoints of each kept detection (same rows as detections): K x (x, y, visibility), x, y "
+                     "in input pixels; rows past num_detections are zero",
 }
+_AXES = {"boxes": "B,A,4", "scores": "B,A,C", "keypoints": "B,A,K*3", "detections": "B,max_det,6",
+         "num_detections": "B"}
 
 
 def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
@@ -44,20 +52,35 @@ def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
             outs = model.eval()(torch.zeros(1, 3, imgsz, imgsz))
     finally:
         model.deploy = was
+    names = model.output_names()
+    nms = "detections" in names
     specs = []
-    for name, t in zip(model.output_names(), outs, strict=True):
-        key = f"seg_{model.seg_output}" if name == "seg" else name
-        axes = {"boxes": "B,A,4", "scores": "B,A,C", "keypoints": "B,A,K*3"}.get(
-            name, "B,S,H,W" if t.ndim == 4 else "B,H,W")
+    for name, t in zip(names, outs, strict=True):
+        key = f"seg_{model.seg_output}" if name == "seg" else ("nms_keypoints" if nms and name == "keypoints" else name)
+        axes = "B,max_det,K*3" if key == "nms_keypoints" else _AXES.get(name, "B,S,H,W" if t.ndim == 4 else "B,H,W")
         specs.append({"name": name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
                       "axes": axes, "meaning": _MEANING[key]})
     return specs
 
 
-def build_model_json(model, imgsz: int, *, source: str, nms: bool = False) -> dict[str, Any]:
-    """The artifact-independent part of ``model.json``."""
+def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:
+    """The artifact-independent part of ``model.json``.
+
+    ``model``: a ``MultiTaskNet`` or an ``export.nms.NMSDeploy`` around one (then ``nms_in_graph`` is
+    true and ``nms`` holds its settings).
+    """
     meta = model.meta
     strides = list(model.strides)
+    from .nms import NMSDeploy
+
+    nms = model.describe() if isinstance(model, NMSDeploy) else None
+    postprocess = ("keep (anchor, class) with score > conf; class-aware NMS (IoU 0.6); map to original "
+                   "pixels by dividing by the letterbox scale (mtnet.decode)")
+    if nms:
+        postprocess = (f"NMS is in the graph (best class per anchor, score > {nms['conf']}, class-aware IoU "
+                       f"{nms['iou']}, at most {nms['max_det']}): read the first num_detections rows of "
+                       "detections; map to original pixels by dividing by the letterbox scale "
+                       "(mtnet.decode.decode_nms_outputs)")
     return {
         "schema_version": SCHEMA_VERSION,
         "source_checkpoint": source,
@@ -72,9 +95,9 @@ def build_model_json(model, imgsz: int, *, source: str, nms: bool = False) -> di
         "outputs": output_spec(model, imgsz),
         "anchors": {"strides": strides, "count": sum((imgsz // s) ** 2 for s in strides),
                     "order": "level by level (stride 8, 16, 32), row-major inside a level"},
-        "nms_in_graph": nms,
-        "postprocess": "keep (anchor, class) with score > conf; class-aware NMS (IoU 0.6); map to original "
-                       "pixels by dividing by the letterbox scale (mtnet.decode)",
+        "nms_in_graph": nms is not None,
+        **({"nms": nms} if nms else {}),
+        "postprocess": postprocess,
         "labels": {
             "det": meta.det_classes, "det_category_ids": meta.det_category_ids,
             "seg": meta.seg_classes, "seg_category_ids": meta.seg_category_ids,

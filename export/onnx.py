@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from mtnet.engine.checkpoint import atomic_write
 
 from .metadata import METADATA_KEY
+from .nms import nms_constants_to_initializers
 
 OPSET = 17
 INPUT_NAME = "images"
@@ -36,12 +38,15 @@ def export_onnx(model: torch.nn.Module, path: str | Path, imgsz: int, *, doc: di
     model.deploy = True
     try:
         buf = io.BytesIO()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # shapes are fixed by design (fixed input size, batch 1): the tracer's "treated as a constant" is intended
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(model, (torch.zeros(batch, 3, imgsz, imgsz),), buf, dynamo=False, opset_version=OPSET,
                               input_names=[INPUT_NAME], output_names=model.output_names(), do_constant_folding=True)
     finally:
         model.deploy = was
     proto = onnx.load_from_string(buf.getvalue())
+    nms_constants_to_initializers(proto)  # no-op without in-graph NMS (``--nms``)
     onnx.checker.check_model(proto)
     if doc is not None:
         onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(doc, separators=(",", ":"))})

@@ -25,12 +25,37 @@ def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> d
     return result
 
 
+def canonical_nms_order(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """In-graph NMS outputs (``--nms``) with each image's valid rows in one canonical order.
+
+    NMS emits detections by descending score; equal scores (flat image regions give identical features)
+    come out in an implementation-defined order, so two correct backends can differ row by row. Rows are
+    sorted by score rounded to 1e-4, then class and corners; ``keypoints`` follow their rows.
+    """
+    if "detections" not in outs:
+        return outs
+    outs = dict(outs)
+    det, kpt = outs["detections"].copy(), outs["keypoints"].copy() if "keypoints" in outs else None
+    for b, n in enumerate(np.asarray(outs["num_detections"]).reshape(-1)):
+        rows = det[b, : int(n)]
+        order = np.lexsort((rows[:, 3], rows[:, 2], rows[:, 1], rows[:, 0], rows[:, 5], -np.round(rows[:, 4], 4)))
+        det[b, : int(n)] = rows[order]
+        if kpt is not None:
+            kpt[b, : int(n)] = kpt[b, : int(n)][order]
+    outs["detections"] = det
+    if kpt is not None:
+        outs["keypoints"] = kpt
+    return outs
+
+
 def parity(reference, backend, images: np.ndarray) -> dict[str, dict[str, float]]:
     """Run ``reference`` (e.g. ``TorchBackend``) and ``backend`` on uint8 NHWC ``images`` and compare.
 
-    Aggregates over images: the worst ``max_*`` and the mean ``mean_abs`` / ``label_mismatch``.
+    Aggregates over images: the worst ``max_*`` and the mean ``mean_abs`` / ``label_mismatch``. Graphs
+    with in-graph NMS are compared in :func:`canonical_nms_order`.
     """
-    rows = [compare_outputs(reference(images[i : i + 1]), backend(images[i : i + 1])) for i in range(len(images))]
+    rows = [compare_outputs(canonical_nms_order(reference(images[i : i + 1])),
+                            canonical_nms_order(backend(images[i : i + 1]))) for i in range(len(images))]
     out: dict[str, dict[str, float]] = {}
     for name in rows[0]:
         out[name] = {k: float(max(r[name][k] for r in rows) if k.startswith("max") else np.mean([r[name][k] for r in rows]))

@@ -22,6 +22,8 @@ from tqdm import tqdm
 from calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
 from mtnet.errors import UserError
 
+from .nms import NMSOptions
+
 FORMATS = ("onnx", "tflite", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
 # fp32/fp16 parity gates of the acceptance criteria (decoded outputs, real val images)
@@ -42,6 +44,7 @@ class ExportOptions:
     bench_threads: tuple[int, ...] = (1, 2)
     bench_runs: int = 50  # 0 disables latency
     progress: bool = True
+    nms: NMSOptions | None = None  # in-graph NMS (``--nms``) for ONNX / TFLite; None: raw decoded outputs
 
     def validate(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -54,6 +57,8 @@ class ExportOptions:
             raise UserError(f"--imgsz must be a multiple of 32 and >= 64, got {self.imgsz}")
         if self.seg_output not in ("logits", "argmax"):
             raise UserError(f"--seg-output must be 'logits' or 'argmax', got {self.seg_output!r}")
+        if self.nms is not None:
+            self.nms.validate()
 
 
 @dataclass
@@ -87,6 +92,8 @@ def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", 
     opts.validate()
     model, cfg = load_model_from_checkpoint(checkpoint)
     model.seg_output = opts.seg_output
+    if opts.nms is not None and "det" not in model.tasks:
+        raise UserError(f"--nms needs the detection task; {checkpoint} has tasks {', '.join(model.tasks)}")
     imgsz = opts.imgsz or cfg.data.imgsz
     name = name or Path(checkpoint).resolve().parent.name
     root = Path(opts.data_root or cfg.data.root)
@@ -129,13 +136,16 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
     from mtnet.infer.predictor import TorchBackend
 
     from .metadata import build_model_json
+    from .nms import NMSDeploy
     from .onnx import OPSET, export_onnx
 
-    doc = build_model_json(model, imgsz, source=source)
+    # the graph exported to ONNX / TFLite: the deploy model, or the deploy model + in-graph NMS
+    graph = NMSDeploy(model, imgsz, opts.nms) if opts.nms is not None else model
+    doc = build_model_json(graph, imgsz, source=source)
     artifacts: list[Artifact] = []
 
     bar.set_description("export: onnx")
-    onnx_path = export_onnx(model, out / "model.onnx" if "onnx" in opts.formats else scratch / "model.onnx",
+    onnx_path = export_onnx(graph, out / "model.onnx" if "onnx" in opts.formats else scratch / "model.onnx",
                             imgsz, doc=doc)
     if "onnx" in opts.formats:
         artifacts.append(Artifact("model.onnx", "onnx", "fp32", "onnx"))
@@ -150,11 +160,13 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
         bar.update()
     if "coreml" in opts.formats:
         bar.set_description("export: coreml")
-        artifacts += _export_coreml(model, imgsz, opts, out, doc)
+        # CoreML gets the graph without NMS (and its own model.json saying so): see _export_coreml
+        coreml_doc = build_model_json(model, imgsz, source=source) if opts.nms is not None else doc
+        artifacts += _export_coreml(model, imgsz, opts, out, coreml_doc)
         bar.update()
 
     bar.set_description("export: checks")
-    reference = TorchBackend(model, imgsz)
+    reference = TorchBackend(graph, imgsz)
     torch_metrics = _evaluate(reference, val, opts) if opts.evaluate else None
     for art in artifacts:
         _check(art, out / art.file, reference, probe_images, val, opts)
@@ -168,7 +180,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
         "model": {"checkpoint": source, "imgsz": imgsz, "tasks": list(model.tasks), "width": cfg.model.width,
                   "params": int(sum(p.numel() for p in model.parameters())), "onnx_opset": OPSET,
                   "seg_output": opts.seg_output, "val_split": f"{data_root}:{val.split} ({len(val)} images)",
-                  "pytorch_metrics": torch_metrics},
+                  "pytorch_metrics": torch_metrics, "nms": doc.get("nms")},
         "calibration": calib_info,
         "artifacts": [a.__dict__ for a in artifacts],
     }
@@ -185,7 +197,8 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_r
     from mtnet.data.coco import CocoSource
     from mtnet.infer.backends import normalize_nhwc
 
-    from .tflite import FLOAT_TAIL_OUTPUTS, convert_onnx_to_tflite, finalize_tflite
+    from .nms import NMS_FLOAT_TAIL_OUTPUTS, nms_ops
+    from .tflite import FLOAT_TAIL_OUTPUTS, ConversionError, convert_onnx_to_tflite, finalize_tflite
 
     q = opts.quant
     calib, calib_info = None, None
@@ -197,30 +210,53 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_r
                       "int8_io": q.int8_io, "quant_type": q.quant_type, "coverage": cov.__dict__}
     elif "int8" in opts.precisions:
         calib_info = {"method": q.method, "num_images": 0}
-    conv = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type)
+    # with --nms the float tail is everything after the last convs up to the NMS outputs (decode + NMS)
+    tail = NMS_FLOAT_TAIL_OUTPUTS if opts.nms is not None else FLOAT_TAIL_OUTPUTS
+    conv = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type,
+                                  float_tail=tail)
     files = conv.files
-    if conv.float_nodes and not q.int8_io:
+    nms_note = None
+    if opts.nms is not None:
+        found = nms_ops(files["float32"])
+        if not found:
+            raise ConversionError("onnx2tf wrote no NON_MAX_SUPPRESSION op for --nms")
+        doc["nms"]["tflite_ops"] = found  # read back from the converted file's op codes
+        nms_note = (f"in-graph NMS as builtin {', '.join(found)} (with TOPK_V2, ARG_MAX, GATHER): not GPU-delegate "
+                    "compatible by design; export without --nms for a fully delegated graph")
+    if conv.float_nodes:
         doc["int8_float_layers"] = {
-            "outputs": list(FLOAT_TAIL_OUTPUTS), "ops": conv.float_nodes,
+            "outputs": list(tail), "ops": conv.float_nodes, "op_types": conv.float_op_types,
             "why": "box/keypoint decode (softplus, x stride, + grid, clip) after the last conv stays float32: int8 PTQ "
                    "calibrated the distances tensor with the range of its x stride product (3.2-stride steps, boxes "
-                   "~50 px off); a few element-wise ops on [1, A, 4|51], builtin and GPU-delegate compatible"}
+                   "~50 px off); a few element-wise ops on [1, A, 4|51], builtin and GPU-delegate compatible"
+                   + ("; with --nms the NMS tail (top-k, gathers, NMS) is float32 too" if opts.nms is not None else "")}
     probe = np.ascontiguousarray(normalize_nhwc(probe_images[:1]).transpose(0, 3, 1, 2))
     wanted = {"fp32": ("float32", "model_float32.tflite"), "fp16": ("float16", "model_float16.tflite")}
     if "int8" in opts.precisions:
         variant = "dynamic_range" if q.method == "dynamic-range" else ("int8_io" if q.int8_io else "int8")
         wanted["int8"] = (variant, "model_int8.tflite")
+        if variant == "int8_io":
+            from .metadata import tflite_io
+
+            qin = tflite_io(files["int8_io"])["inputs"][0]["quantization"]
+            doc["int8_input"] = {
+                "file": "model_int8.tflite", "dtype": "int8", **qin,
+                "how": "normalise as in input.preprocess, then q = clip(round(x / scale) + zero_point, -128, 127)",
+                "outputs": "float32 (boxes/keypoints from the float32 decode tail, in pixels)"}
     artifacts = []
     for precision in opts.precisions:
         variant, filename = wanted[precision]
         io = finalize_tflite(files[variant], out / filename, onnx_path, probe, doc)
         art = Artifact(filename, "tflite", precision, "tflite")
-        art.notes.append(f"onnx2tf variant: {variant}; input {io['inputs'][0]['dtype']} NHWC")
+        art.notes.append(f"variant: {variant}; input {io['inputs'][0]['dtype']} NHWC")
+        if nms_note:
+            art.notes.append(nms_note)
         if variant == "int8" and conv.float_nodes:
             art.notes.append("boxes/keypoints decode after the last conv runs in float32 (model.json int8_float_layers)")
         elif variant == "int8_io":
-            art.notes.append("fully int8 incl. the box decode, whose PTQ range is mis-calibrated: boxes can be "
-                             "several strides off; the default float-I/O int8 keeps the decode in float32")
+            art.notes.append("int8 input (model.json int8_input), float32 outputs: the boxes/keypoints decode after the "
+                             "last conv runs in float32 (model.json int8_float_layers); int8 outputs are not offered "
+                             "(keypoints mix pixels and [0, 1] visibilities: one int8 scale cannot hold both)")
         artifacts.append(art)
     return artifacts, calib_info
 
@@ -229,6 +265,8 @@ def _export_coreml(model, imgsz: int, opts: ExportOptions, out: Path, doc: dict)
     from .coreml import convert_coreml, quantize_weights_int8, save_mlpackage
 
     note = "CoreML runs only on Apple platforms: converted and inspected here, not run"
+    if opts.nms is not None:  # the ONNX NonMaxSuppression node has no CoreML lowering from a traced graph
+        note += "; without in-graph NMS (--nms applies to ONNX/TFLite): decode with mtnet.decode or Vision"
     mlmodel = convert_coreml(model, imgsz, doc)
     save_mlpackage(mlmodel, out / "model.mlpackage")
     arts = [Artifact("model.mlpackage", "coreml", "fp16", None, notes=[note])]

@@ -22,6 +22,8 @@ def _parity_cell(parity: dict | None) -> str:
     for name, s in parity.items():
         if "max_abs" in s:
             parts.append(f"{name} {s['max_abs']:.2g} ({s['max_rel']:.1e} rel)")
+        elif name == "num_detections":
+            parts.append(f"{name} {100 * s['label_mismatch']:.0f}% of images differ")
         else:
             parts.append(f"{name} {100 * s['label_mismatch']:.2f}% px differ")
     return "; ".join(parts)
@@ -34,6 +36,15 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"{m['params'] / 1e6:.2f} M parameters, ONNX opset {m['onnx_opset']}, seg output {m['seg_output']}.",
              f"Accuracy: COCO bbox AP / AP50, keypoint OKS AP / AP50, mIoU (%) on {m['val_split']}, same evaluator "
              "and decoder for every artifact (conf 0.001, multi-label).", ""]
+    nms = m.get("nms")
+    if nms:
+        lines[-1:-1] = [
+            f"In-graph NMS (`--nms`): builtin {', '.join(nms.get('tflite_ops') or [nms['expected_tflite_op']])} in the "
+            f".tflite files, ONNX NonMaxSuppression in model.onnx; best class per anchor, top-{nms['candidates']} "
+            f"candidates, class-aware IoU {nms['iou']}, score > {nms['conf']}, at most {nms['max_det']} detections. "
+            f"Accuracy here goes through that NMS (single-label, score > {nms['conf']}), so it is lower than an export "
+            "without --nms evaluated at conf 0.001 multi-label. NMS graphs are not GPU-delegate compatible by design "
+            "(NON_MAX_SUPPRESSION_V4, TOPK_V2, ARG_MAX run on the CPU); the GPU check is for exports without --nms."]
     header = "| artifact | precision | size MB | " + " | ".join(_METRICS) + " | parity vs PyTorch (max abs) | GPU delegate | median ms 1T | median ms 2T |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     pm = m.get("pytorch_metrics") or {}

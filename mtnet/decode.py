@@ -94,6 +94,28 @@ def decode_detections(
     return Detections(boxes[anchor_idx], cand_scores[keep], labels[keep].astype(np.int64), kp)
 
 
+def decode_nms_outputs(
+    detections: np.ndarray,
+    num_detections: int,
+    keypoints: np.ndarray | None = None,
+    *,
+    conf: float = 0.25,
+    max_det: int = 100,
+) -> Detections:
+    """One image's outputs of a graph exported with in-graph NMS (``mtnet export --nms``).
+
+    ``detections`` [max_det, 6] rows (x1, y1, x2, y2, score, class), the first ``num_detections`` valid
+    and in descending score order; ``keypoints`` [max_det, K*3]. The graph already applied its own
+    threshold and IoU; ``conf`` / ``max_det`` here can only tighten them.
+    """
+    det = np.asarray(detections, np.float32)[: int(num_detections)]
+    keep = np.nonzero(det[:, 4] > conf)[0][:max_det]
+    kp = None
+    if keypoints is not None:
+        kp = np.asarray(keypoints, np.float32)[keep].reshape(len(keep), -1, 3)
+    return Detections(det[keep, :4], det[keep, 4], det[keep, 5].round().astype(np.int64), kp)
+
+
 def decode_segmentation(seg: np.ndarray) -> np.ndarray:
     """[S, H, W] logits (or an [H, W] argmax map) -> [H, W] uint8 class labels."""
     seg = np.asarray(seg)

@@ -1,4 +1,4 @@
-"""mtnet export CHECKPOINT [--formats onnx,tflite,coreml] [--precision fp32,fp16,int8] [--imgsz 320]."""
+"""mtnet export CHECKPOINT [--formats onnx,tflite,coreml] [--precision fp32,fp16,int8] [--imgsz 320] [--nms]."""
 
 from __future__ import annotations
 
@@ -23,8 +23,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--quant", choices=("full-int8", "dynamic-range"), default="full-int8",
                    help="full-int8: calibrated PTQ of weights+activations; dynamic-range: int8 weights only")
     q.add_argument("--calib-images", type=int, default=200, help="representative-set size")
-    q.add_argument("--int8-io", action="store_true", help="int8 input/output tensors (default float I/O)")
+    q.add_argument("--int8-io", action="store_true", help="int8 input tensor (scale/zero point in model.json); "
+                   "outputs stay float32 (boxes/keypoints from the float decode tail). Default: float I/O")
     q.add_argument("--quant-type", choices=("per-channel", "per-tensor"), default="per-channel")
+    n = p.add_argument_group("in-graph NMS (ONNX / TFLite)")
+    n.add_argument("--nms", action="store_true", help="put class-aware NMS in the graph (builtin TFLite "
+                   "NON_MAX_SUPPRESSION_V4): outputs detections [1, max_det, 6] + num_detections")
+    n.add_argument("--nms-conf", type=float, default=0.25, help="score threshold baked into the graph")
+    n.add_argument("--nms-iou", type=float, default=0.6, help="NMS IoU threshold")
+    n.add_argument("--max-det", type=int, default=100, help="detections kept per image")
+    n.add_argument("--nms-candidates", type=int, default=1000, help="top-k anchors pre-selected before NMS")
     c = p.add_argument_group("checks")
     c.add_argument("--no-eval", action="store_true", help="skip the accuracy of each artifact on the val split")
     c.add_argument("--parity-images", type=int, default=8)
@@ -35,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from calibration import QuantConfig
+    from export.nms import NMSOptions
     from export.pipeline import ExportOptions, export_checkpoint
 
     opts = ExportOptions(
@@ -43,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
                           quant_type=args.quant_type),
         data_root=args.data, parity_images=args.parity_images, evaluate=not args.no_eval,
         bench_threads=args.bench_threads, bench_runs=args.bench_runs, progress=not args.no_progress,
+        nms=NMSOptions(conf=args.nms_conf, iou=args.nms_iou, max_det=args.max_det, candidates=args.nms_candidates)
+        if args.nms else None,
     )
     out = export_checkpoint(args.checkpoint, args.out, name=args.name, options=opts)
     print((out / "report.md").read_text())

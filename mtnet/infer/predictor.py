@@ -17,7 +17,7 @@ import torch
 
 from ..data.meta import DatasetMeta
 from ..data.transforms import letterbox, normalize
-from ..decode import Detections, decode_detections, decode_segmentation
+from ..decode import Detections, decode_detections, decode_nms_outputs, decode_segmentation
 
 
 class Backend(Protocol):
@@ -25,7 +25,8 @@ class Backend(Protocol):
     meta: DatasetMeta
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """uint8 [B, S, S, 3] letterboxed RGB -> {"boxes", "scores", "keypoints", "seg"} (present tasks only)."""
+        """uint8 [B, S, S, 3] letterboxed RGB -> {"boxes", "scores", "keypoints", "seg"} (present tasks only),
+        or, for a graph exported with ``--nms``, {"detections", "num_detections", "keypoints", "seg"}."""
         ...
 
 
@@ -87,7 +88,11 @@ class Predictor:
         results = []
         for i, (scale, shape) in enumerate(zip(scales, shapes, strict=True)):
             det = None
-            if "boxes" in outs:
+            if "detections" in outs:  # exported with in-graph NMS
+                kp = outs["keypoints"][i] if "keypoints" in outs else None
+                det = decode_nms_outputs(outs["detections"][i], outs["num_detections"][i], kp, conf=self.conf,
+                                         max_det=self.max_det).scaled(scale)
+            elif "boxes" in outs:
                 kp = outs["keypoints"][i] if "keypoints" in outs else None
                 det = decode_detections(outs["boxes"][i], outs["scores"][i], kp, conf=self.conf, iou=self.iou,
                                         max_det=self.max_det, multi_label=self.multi_label).scaled(scale)
