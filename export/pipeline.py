@@ -70,6 +70,8 @@ class Artifact:
     size_mb: float = 0.0
     metrics: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
+    parity_gate: dict[str, Any] | None = None  # the acceptance bound for this precision and whether it holds
+    parity_fp64: dict[str, Any] | None = None  # fp32 artifacts: against the model run in float64
     gpu_compatible: bool | None = None
     gpu_analyzer_compatible: bool | None = None  # TFLite analyzer's own verdict (see export.compat)
     gpu_issues: list[str] = field(default_factory=list)
@@ -167,9 +169,13 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
 
     bar.set_description("export: checks")
     reference = TorchBackend(graph, imgsz)
+    from .parity import Float64Reference, parity
+
+    exact = Float64Reference(graph, imgsz)
+    torch_fp32_vs_fp64 = parity(exact, reference, probe_images)  # the rounding noise of PyTorch fp32 itself
     torch_metrics = _evaluate(reference, val, opts) if opts.evaluate else None
     for art in artifacts:
-        _check(art, out / art.file, reference, probe_images, val, opts)
+        _check(art, out / art.file, reference, probe_images, val, opts, exact)
     fp32 = next((a for a in artifacts if a.format == "tflite" and a.precision == "fp32"), None)
     for art in artifacts:
         if art.format == "tflite" and art.precision == "int8" and art.metrics and fp32 and fp32.metrics:
@@ -180,7 +186,8 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
         "model": {"checkpoint": source, "imgsz": imgsz, "tasks": list(model.tasks), "width": cfg.model.width,
                   "params": int(sum(p.numel() for p in model.parameters())), "onnx_opset": OPSET,
                   "seg_output": opts.seg_output, "val_split": f"{data_root}:{val.split} ({len(val)} images)",
-                  "pytorch_metrics": torch_metrics, "nms": doc.get("nms")},
+                  "pytorch_metrics": torch_metrics, "nms": doc.get("nms"),
+                  "pytorch_fp32_vs_float64": torch_fp32_vs_fp64, "parity_images": len(probe_images)},
         "calibration": calib_info,
         "artifacts": [a.__dict__ for a in artifacts],
     }
@@ -284,16 +291,23 @@ def _evaluate(backend, val, opts: ExportOptions) -> dict[str, Any]:
     return {k: metrics.get(k) for k in METRIC_KEYS} | {"num_images": metrics["num_images"]}
 
 
-def _check(art: Artifact, path: Path, reference, probe_images: np.ndarray, val, opts: ExportOptions) -> None:
+def _check(art: Artifact, path: Path, reference, probe_images: np.ndarray, val, opts: ExportOptions,
+           exact=None) -> None:
     from mtnet.infer.backends import load_backend
 
-    from .parity import parity
+    from .parity import parity, within
 
     art.size_mb = _size_mb(path)
     if art.backend is None:
         return
     backend = load_backend(path)
     art.parity = parity(reference, backend, probe_images)
+    if art.precision == "fp32":
+        art.parity_gate = {"max_abs": FP32_MAX_ABS, "passed": within(art.parity, max_abs=FP32_MAX_ABS)}
+        if exact is not None:
+            art.parity_fp64 = parity(exact, backend, probe_images)
+    elif art.precision == "fp16":
+        art.parity_gate = {"max_rel": FP16_MAX_REL, "passed": within(art.parity, max_rel=FP16_MAX_REL)}
     if opts.evaluate:
         art.metrics = _evaluate(backend, val, opts)
     if art.format != "tflite":

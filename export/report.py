@@ -29,6 +29,52 @@ def _parity_cell(parity: dict | None) -> str:
     return "; ".join(parts)
 
 
+def _float_outputs(parity: dict | None) -> dict[str, dict]:
+    return {k: v for k, v in (parity or {}).items() if "max_abs" in v}
+
+
+def _abs_cells(parity: dict | None, ulps: bool = False) -> str:
+    parts = []
+    for name, s in _float_outputs(parity).items():
+        cell = f"{name} {s['max_abs']:.2g}"
+        if ulps and s.get("max_spacing"):
+            cell += f" ({s['max_abs'] / s['max_spacing']:.0f} ulp)"
+        parts.append(cell)
+    return ", ".join(parts)
+
+
+def _parity_gates(report: dict[str, Any]) -> list[str]:
+    """The acceptance bounds (fp32 max abs, fp16 max rel) per artifact, with fp32's float64 context."""
+    arts = [a for a in report["artifacts"] if a.get("parity_gate")]
+    if not arts:
+        return []
+    m = report["model"]
+    lines = ["", f"**Parity gates** ({m.get('parity_images', '?')} val images, decoded outputs, boxes/keypoints in "
+             "input pixels):"]
+    for a in arts:
+        g = a["parity_gate"]
+        verdict = "met" if g["passed"] else "NOT met"
+        if "max_abs" in g:
+            line = (f"- {a['file']}: max abs ≤ {g['max_abs']:g} vs PyTorch fp32 {verdict}: "
+                    f"{_abs_cells(a['parity'], ulps=True)}")
+            if a.get("parity_fp64"):
+                line += f"; vs the model in float64: {_abs_cells(a['parity_fp64'])}"
+        else:
+            worst = max((s["max_rel"] for s in _float_outputs(a["parity"]).values()), default=0.0)
+            line = f"- {a['file']}: max rel ≤ {g['max_rel']:g} {verdict} (worst {worst:.2g})"
+        lines.append(line)
+    floor = m.get("pytorch_fp32_vs_float64")
+    if floor:
+        lines.append(f"- PyTorch fp32 itself vs the model in float64: {_abs_cells(floor)}.")
+    if any("max_abs" in a["parity_gate"] and not a["parity_gate"]["passed"] for a in arts):
+        lines.append("- Why an fp32 gate can fail without a conversion error: each float32 implementation rounds "
+                     "differently (summation order through the convolutions) and the box / keypoint decode "
+                     "multiplies raw-output differences by the stride (up to 32), so two fp32 results can differ by "
+                     "about the sum of their distances to float64 above; ulp = float32 spacing at the largest value "
+                     "of that output (1.5e-5 for 128-256 px).")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["model"]
     lines = [f"# Export report: `{m['checkpoint']}`", "",
@@ -62,6 +108,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         pts = ", ".join(f"{k} {v:+.2f}" for k, v in d["points"].items())
         lines += ["", f"**{file} vs model_float32.tflite** (points lost, positive = worse): {pts} — "
                   f"{'within' if d['passed'] else 'OUTSIDE'} the {d['budget']}-point budget on {', '.join(d['gated'])}."]
+    lines += _parity_gates(report)
     cal = report.get("calibration")
     if cal:
         lines += ["", f"Calibration: {cal['method']}, {cal['num_images']} images"

@@ -59,6 +59,12 @@ def test_report_has_size_parity_gpu_accuracy_latency_per_artifact(report):
     assert arts["model_int8.tflite"]["size_mb"] < 0.7 * arts["model_float32.tflite"]["size_mb"]
     assert arts["model_int8.tflite"]["metrics"]["drop_vs_fp32"]["gated"] == ["bbox_AP50", "kpt_AP50", "mIoU"]
     assert arts["model.mlpackage"]["size_mb"] > 0 and arts["model.mlpackage"]["metrics"] is None
+    # acceptance bounds recorded per artifact, fp32 also against the model run in float64
+    fp32 = arts["model_float32.tflite"]
+    assert fp32["parity_gate"] == {"max_abs": 1e-4, "passed": True}
+    assert arts["model_float16.tflite"]["parity_gate"]["max_rel"] == 1e-2
+    assert 0 < fp32["parity_fp64"]["boxes"]["max_abs"] < 1e-3 and fp32["parity"]["boxes"]["max_spacing"] > 0
+    assert 0 < report["model"]["pytorch_fp32_vs_float64"]["boxes"]["max_abs"] < 1e-3
     assert report["calibration"]["coverage"]["tasks"].keys() == {"det", "seg", "pose"}
 
 
@@ -67,6 +73,7 @@ def test_report_md_lists_each_artifact(exported):
     for name in ARTIFACTS:
         assert f"| {name} |" in md
     assert "vs model_float32.tflite" in md
+    assert "**Parity gates**" in md and "PyTorch fp32 itself vs the model in float64" in md
 
 
 def _val_batch(root: Path, n: int = 4) -> np.ndarray:

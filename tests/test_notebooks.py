@@ -19,6 +19,8 @@ EXPECTED = {
     "quickstart": (["runs/notebook/best.pt", "runs/notebook/metrics.json", "runs/notebook/examples.png"], 3),
     "android_profiling": (["android_profiling/tiny_mobilenet.tflite",
                            "android_profiling/bench_results/host-*/*.json"], 1),
+    "export_quantize": (["exports/notebook/model_float32.tflite", "exports/notebook/model_float16.tflite",
+                         "exports/notebook/model_int8.tflite", "exports/notebook/report.json"], 2),
 }
 
 
@@ -28,7 +30,7 @@ def _read(path: Path):
 
 def test_the_documented_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"quickstart", "android_profiling"} <= names
+    assert {"quickstart", "android_profiling", "export_quantize"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
