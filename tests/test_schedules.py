@@ -12,7 +12,7 @@ from torch import nn
 from mtnet.engine.checkpoint import load_checkpoint
 from mtnet.engine.precision import amp_dtype
 from mtnet.engine.schedules import build_schedule, warmup_length, with_swa
-from mtnet.engine.trainer import Trainer
+from mtnet.engine.trainer import Trainer, TrainingError
 from mtnet.errors import UserError
 
 from .ddp_worker import config
@@ -54,6 +54,27 @@ def test_peak_lr_follows_the_linear_scaling_rule_and_bn_bias_get_no_decay(tmp_pa
         elif isinstance(m, nn.Conv2d):
             assert id(m.weight) not in no_decay_ids
             assert m.bias is None or id(m.bias) in no_decay_ids
+
+
+def test_non_finite_losses_are_skipped_counted_and_stop_a_diverged_run(tmp_path):
+    t = _trainer(tmp_path, "train.batch_size=2", "train.max_bad_steps=3", "train.eval_interval=100")
+    real, calls = t.criterion.forward, []
+
+    def nan_on_call(*which):
+        def forward(out, batch):
+            loss, logs = real(out, batch)
+            calls.append(1)
+            return (loss * float("nan") if len(calls) in which or not which else loss), logs
+        return forward
+
+    t.criterion.forward = nan_on_call(2)  # one bad batch of four: skipped, counted, training goes on
+    t.fit()
+    assert t.nonfinite_batches == 1 and t.step == 3
+    t = _trainer(tmp_path, "name=u", "train.batch_size=2", "train.max_bad_steps=3", "train.eval_interval=100")
+    t.criterion.forward = nan_on_call()  # every loss non-finite: the run stops after max_bad_steps batches
+    with pytest.raises(TrainingError, match="non-finite for 3 consecutive batches"):
+        t.fit()
+    assert t.nonfinite_batches == 3 and t.step == 0
 
 
 def test_swa_averages_the_last_epochs_at_constant_lr_and_reestimates_bn(tmp_path):

@@ -157,6 +157,7 @@ class Trainer:
         self.epoch, self.epoch_step, self.step = 0, 0, 0
         self.best_fitness = -1.0
         self.last_metrics: dict = {}
+        self.nonfinite_batches = 0  # batches the non-finite-loss guard skipped (this process's fit() calls)
         if resume_state is not None:
             self._restore(resume_state)
 
@@ -254,6 +255,7 @@ class Trainer:
                         loss, logs = self.criterion(out, batch)
                         if not distributed.all_true(bool(torch.isfinite(loss)), self.device):
                             bad_steps += 1
+                            self.nonfinite_batches += 1
                             self.optimizer.zero_grad(set_to_none=True)
                             micro = 0
                             step_sums = {}
