@@ -51,7 +51,9 @@ def _check_consistent(s, meta) -> None:
     for label, cid in ((1, 1), (2, 18)):  # the inside of every labelled region shows its object's colour
         interior = _erode(s.mask == label)
         if interior.sum() > 20:
-            assert (np.abs(s.image[interior].astype(int) - COLORS[cid]).sum(-1) < 90).mean() > 0.8
+            # > 0.7, not ~1: a downscaled mosaic tile blends thin parts of a region with their neighbours
+            # (hypothesis found 0.77 at seed 126); a mask that did not move with its image scores near 0
+            assert (np.abs(s.image[interior].astype(int) - COLORS[cid]).sum(-1) < 90).mean() > 0.7
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

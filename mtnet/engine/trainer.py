@@ -126,7 +126,7 @@ class Trainer:
         self.model = build_model(cfg.model, self.meta).to(self.device)
         if self.dist.enabled and tc.sync_bn:
             self.model = convert_sync_batchnorm(self.model, self.device)
-        self.channels_last = self.device.type == "cuda" and tc.channels_last
+        self.channels_last = tc.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = MultiTaskCriterion(self.meta, self.model.tasks, cfg.loss).to(self.device)
