@@ -129,7 +129,9 @@ class NMSDeploy(nn.Module):
 
     @deploy.setter
     def deploy(self, value: bool) -> None:
-        pass
+        """Exporters save and restore ``deploy``; the wrapper has no training mode to switch to."""
+        if not value:
+            raise ValueError("the NMS export wrapper has only a deploy mode")
 
     def describe(self) -> dict:
         """The ``nms`` section of ``model.json`` (``tflite_op`` is added once read back from the file)."""
