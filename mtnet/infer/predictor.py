@@ -88,12 +88,11 @@ class Predictor:
         results = []
         for i, (scale, shape) in enumerate(zip(scales, shapes, strict=True)):
             det = None
+            kp = outs["keypoints"][i] if "keypoints" in outs else None
             if "detections" in outs:  # exported with in-graph NMS
-                kp = outs["keypoints"][i] if "keypoints" in outs else None
                 det = decode_nms_outputs(outs["detections"][i], outs["num_detections"][i], kp, conf=self.conf,
                                          max_det=self.max_det).scaled(scale)
             elif "boxes" in outs:
-                kp = outs["keypoints"][i] if "keypoints" in outs else None
                 det = decode_detections(outs["boxes"][i], outs["scores"][i], kp, conf=self.conf, iou=self.iou,
                                         max_det=self.max_det, multi_label=self.multi_label).scaled(scale)
             seg = None
