@@ -5,10 +5,9 @@
 Every model is built with random weights (latency does not depend on weight values), exported through
 the real pipeline (torch -> ONNX -> onnx2tf; int8 calibrated on random images) and timed with LiteRT via
 ``mtnet.bench.host.benchmark_tflite`` (median of ``--runs`` invokes, XNNPACK). The head-cost rows
-(bare MobileNetV2 / det / det+seg / det+seg+pose) share one backbone config and run back to back, so
-their ratios are comparable on this noisy shared host. Class counts default to COCO detection (80),
-17 keypoints and 21 semantic classes; ``--seg-classes`` changes the latter (the full-resolution
-logits resize grows with it).
+(bare MobileNetV2 / det / det+seg / det+seg+pose) share one backbone config and are timed interleaved
+(40 rounds of head_runs/40 invokes each, A B C D A B C D ...), so their ratios are comparable on this noisy
+shared host. Class counts default to COCO detection (80), 17 keypoints and 21 semantic classes.
 """
 
 from __future__ import annotations
@@ -16,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from mtnet.config import ModelConfig
 from mtnet.data.meta import DatasetMeta, default_sigmas, flip_index_from_names
 from mtnet.models.multitask import MultiTaskNet
 
@@ -69,16 +70,46 @@ def _time(path: Path, threads: int, runs: int) -> float:
     return benchmark_tflite(path, threads=threads, runs=runs, warmup=5).median_ms
 
 
+def _interleaved_medians(paths: dict[str, Path], threads: int, runs: int, rounds: int) -> dict[str, float]:
+    """Median invoke ms of each model, timed in ``rounds`` interleaved blocks (A B C D A B C D ...), so a
+    load spike on this shared machine hits every model alike and the ratios stay comparable."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mtnet.bench.host import random_inputs
+
+    interpreters = {}
+    for name, path in paths.items():
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
+        details = interp.get_input_details()
+        for d, x in zip(details, random_inputs(details), strict=True):
+            interp.set_tensor(d["index"], x)
+        for _ in range(5):  # warm-up
+            interp.invoke()
+        interpreters[name] = interp
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    per_round = max(1, runs // rounds)
+    for _ in range(rounds):
+        for name, interp in interpreters.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                interp.invoke()
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="0.5,1.0")
     ap.add_argument("--sizes", default="256,320")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--head-runs", type=int, default=400,
+                    help="invokes per model for the head-cost ratios (timed in 40 interleaved rounds)")
     ap.add_argument("--det-classes", type=int, default=80)
     ap.add_argument("--seg-classes", type=int, default=21)
-    ap.add_argument("--head-channels", type=int, default=64, help="model.head_channels (det and pose towers)")
-    ap.add_argument("--seg-channels", type=int, default=64, help="model.seg_channels")
+    ap.add_argument("--head-channels", type=int, default=ModelConfig.head_channels, help="model.head_channels (det and pose towers)")
+    ap.add_argument("--seg-channels", type=int, default=ModelConfig.seg_channels, help="model.seg_channels")
     ap.add_argument("--head-cost-only", action="store_true", help="skip the width x size x precision grid")
     ap.add_argument("--out", default="benchmarks/results/latency.json")
     args = ap.parse_args()
@@ -108,7 +139,7 @@ def main() -> None:
             model = _Backbone(net) if tasks is None else net
             paths[name] = _tflite(model, 320, Path(tmp) / f"head_{name}", quantize=False)["float32"]
         for t in threads:
-            times = {name: _time(p, t, args.runs) for name, p in paths.items()}
+            times = _interleaved_medians(paths, t, args.head_runs, rounds=40)
             for name, ms in times.items():
                 heads.append({"model": name, "threads": t, "median_ms": round(ms, 2),
                               "vs_backbone": round(ms / times["backbone"], 3), "vs_det": round(ms / times["det"], 3)})

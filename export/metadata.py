@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mtnet.data.transforms import MEAN, PAD_VALUE, STD
+from mtnet.decode import NMS_IOU
 
 METADATA_KEY = "mtnet.model_json"
 SCHEMA_VERSION = 1
@@ -28,7 +29,8 @@ _MEANING = {
     "boxes": "xyxy box per anchor in input pixels (grid and stride applied in-graph)",
     "scores": "per-class probability (sigmoid) per anchor; decode with a threshold + class-aware NMS",
     "keypoints": "per anchor, K x (x, y, visibility): x, y in input pixels, visibility probability",
-    "seg_logits": "per-class segmentation logits at input size",
+    "seg_logits": "per-class segmentation logits at stride 4 (input size / 4): resize bilinearly (half-pixel "
+                  "centres) to the input size or your view, then argmax",
     "seg_argmax": "per-pixel class label at input size",
     # graphs exported with in-graph NMS (``--nms``)
     "detections": "kept detections after in-graph class-aware NMS, descending score: x1, y1, x2, y2 (input "
@@ -74,7 +76,7 @@ def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:
     from .nms import NMSDeploy
 
     nms = model.describe() if isinstance(model, NMSDeploy) else None
-    postprocess = ("keep (anchor, class) with score > conf; class-aware NMS (IoU 0.6); map to original "
+    postprocess = (f"keep (anchor, class) with score > conf; class-aware NMS (IoU {NMS_IOU}); map to original "
                    "pixels by dividing by the letterbox scale (mtnet.decode)")
     if nms:
         postprocess = (f"NMS is in the graph (best class per anchor, score > {nms['conf']}, class-aware IoU "

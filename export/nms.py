@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtnet.decode import NMS_IOU
+
 NMS_TFLITE_OP = "NON_MAX_SUPPRESSION_V4"
 NMS_OUTPUTS = ("detections", "num_detections")
 # outputs whose ops after the last convs stay float32 in the int8 model (see export.tflite)
@@ -44,7 +46,7 @@ class NMSOptions:
     """In-graph NMS settings (baked into the exported file)."""
 
     conf: float = 0.25  # keep detections with score > conf (an app's threshold; evaluation wants it low)
-    iou: float = 0.6  # same IoU as mtnet.decode
+    iou: float = NMS_IOU  # same IoU as mtnet.decode
     max_det: int = 100
     candidates: int = 1000  # anchors kept by the top-k pre-selection (capped at the anchor count)
 

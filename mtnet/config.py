@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .decode import NMS_IOU
 from .errors import UserError
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
@@ -31,8 +32,8 @@ class ConfigError(UserError, ValueError):
 class ModelConfig:
     width: float = 1.0  # MobileNetV2 width multiplier (0.35-1.4)
     neck_channels: int = 64  # common width of the FPN-lite neck
-    head_channels: int = 64  # width of the detection / pose towers
-    seg_channels: int = 64  # width of the segmentation head
+    head_channels: int = 48  # width of the detection / pose towers
+    seg_channels: int = 32  # width of the segmentation head (runs at stride 4: the costliest head per channel)
     pan: bool = False  # add a bottom-up PAN-lite path after the top-down FPN
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "pose"])  # any subset
 
@@ -126,7 +127,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     conf: float = 0.001  # score threshold for mAP evaluation
-    iou: float = 0.6  # NMS IoU threshold
+    iou: float = NMS_IOU  # NMS IoU threshold
     max_det: int = 100  # detections kept per image
     num_examples: int = 8  # val images drawn into examples.png
 

@@ -10,6 +10,7 @@ import numpy as np
 from .config import Config
 from .data.coco import CocoSource
 from .data.sample import read_image
+from .decode import NMS_IOU
 from .eval.evaluator import evaluate
 from .eval.report import write_metrics_json
 from .infer.predictor import Predictor
@@ -21,7 +22,7 @@ def open_split(root: str | Path, split: str) -> CocoSource:
 
 
 def evaluate_model(model_path: str | Path, data_root: str | Path, split: str, *, conf: float = 0.001,
-                   iou: float = 0.6, max_det: int = 100, progress: bool = True) -> dict:
+                   iou: float = NMS_IOU, max_det: int = 100, progress: bool = True) -> dict:
     """COCO metrics of a checkpoint or exported model on a COCO-format split."""
     predictor = Predictor.from_path(model_path, conf=conf, iou=iou, max_det=max_det, multi_label=True)
     return evaluate(predictor, open_split(data_root, split), progress=progress)
@@ -35,7 +36,7 @@ def draw_examples(predictor: Predictor, source: CocoSource, out_path: str | Path
 
 
 def predict_files(model_path: str | Path, images: list[str | Path], out_dir: str | Path, *, conf: float = 0.25,
-                  iou: float = 0.6) -> list[Path]:
+                  iou: float = NMS_IOU) -> list[Path]:
     """Draw predictions for each image into ``out_dir`` (``<stem>.png``) and return the written paths."""
     predictor = Predictor.from_path(model_path, conf=conf, iou=iou)
     out_dir = Path(out_dir)

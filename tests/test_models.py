@@ -2,6 +2,8 @@
 
 import itertools
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 from mtnet.config import ModelConfig
 from mtnet.data.meta import DatasetMeta, flip_index_from_names
 from mtnet.data.synthetic import KEYPOINT_NAMES
+from mtnet.decode import decode_segmentation, upsample_logits
 from mtnet.models import build_model
 
 META = DatasetMeta(
@@ -54,14 +57,25 @@ def test_deploy_outputs_are_decoded_to_pixels():
     boxes, scores, kpts, seg = model(torch.randn(1, 3, 160, 160))
     assert model.output_names() == ["boxes", "scores", "keypoints", "seg"]
     assert boxes.shape == (1, 525, 4) and scores.shape == (1, 525, 3) and kpts.shape == (1, 525, 51)
-    assert seg.shape == (1, 5, 160, 160)
+    assert seg.shape == (1, 5, 40, 40)  # logits at stride 4; decoders upsample them
     assert (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
     assert ((scores >= 0) & (scores <= 1)).all()
     # anchor points lie inside their boxes: distances are non-negative around the grid centres
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2
     assert centres.min() > -160 and centres.max() < 320
     model.seg_output = "argmax"
-    assert model(torch.randn(1, 3, 160, 160))[-1].dtype == torch.int32
+    labels = model(torch.randn(1, 3, 160, 160))[-1]
+    assert labels.dtype == torch.int32 and labels.shape == (1, 160, 160)
+
+
+def test_decoder_upsamples_stride4_logits_like_torch():
+    """The NumPy decoder's bilinear upsampling of deploy logits equals torch's (what training evaluates)."""
+    logits = torch.randn(1, 5, 40, 40)
+    full = torch.nn.functional.interpolate(logits, size=(160, 160), mode="bilinear", align_corners=False)[0]
+    np.testing.assert_allclose(upsample_logits(logits[0].numpy(), 160), full.numpy(), atol=1e-5, rtol=0)
+    labels = decode_segmentation(logits[0].numpy(), 160)
+    assert labels.shape == (160, 160)
+    assert (labels == full.argmax(0).numpy()).mean() > 0.999  # ties at float rounding may flip a pixel
 
 
 def test_pose_without_det_is_rejected():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..decode import NMS_IOU
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint (.pt) or exported model")
     p.add_argument("--data", required=True, help="COCO-format folder (annotations/instances_<split>.json ...)")
     p.add_argument("--split", default="val")
     p.add_argument("--conf", type=float, default=0.001)
-    p.add_argument("--iou", type=float, default=0.6)
+    p.add_argument("--iou", type=float, default=NMS_IOU)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--no-progress", action="store_true")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..decode import NMS_IOU
+
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
@@ -30,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--nms", action="store_true", help="put class-aware NMS in the graph (builtin TFLite "
                    "NON_MAX_SUPPRESSION_V4): outputs detections [1, max_det, 6] + num_detections")
     n.add_argument("--nms-conf", type=float, default=0.25, help="score threshold baked into the graph")
-    n.add_argument("--nms-iou", type=float, default=0.6, help="NMS IoU threshold")
+    n.add_argument("--nms-iou", type=float, default=NMS_IOU, help="NMS IoU threshold")
     n.add_argument("--max-det", type=int, default=100, help="detections kept per image")
     n.add_argument("--nms-candidates", type=int, default=1000, help="top-k anchors pre-selected before NMS")
     c = p.add_argument_group("checks")

@@ -17,7 +17,7 @@ import torch
 
 from ..data.meta import DatasetMeta
 from ..data.transforms import letterbox, normalize
-from ..decode import Detections, decode_detections, decode_nms_outputs, decode_segmentation
+from ..decode import NMS_IOU, Detections, decode_detections, decode_nms_outputs, decode_segmentation
 
 
 class Backend(Protocol):
@@ -59,7 +59,7 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, backend: Backend, *, conf: float = 0.25, iou: float = 0.6, max_det: int = 100,
+    def __init__(self, backend: Backend, *, conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 100,
                  multi_label: bool = False):
         self.backend = backend
         self.meta = backend.meta
@@ -97,7 +97,7 @@ class Predictor:
                                         max_det=self.max_det, multi_label=self.multi_label).scaled(scale)
             seg = None
             if "seg" in outs:
-                seg = unletterbox_mask(decode_segmentation(outs["seg"][i]), scale, shape)
+                seg = unletterbox_mask(decode_segmentation(outs["seg"][i], self.imgsz), scale, shape)
             results.append(Prediction(det, seg, shape))
         return results
 

@@ -7,7 +7,9 @@ are ``model.output_names()``:
 * ``boxes``     [B, A, 4]   xyxy in input pixels (grid and stride applied in-graph), clipped to the input
 * ``scores``    [B, A, C]   per-class probabilities (sigmoid)
 * ``keypoints`` [B, A, K*3] per location (x, y) in input pixels and visibility probability  (pose only)
-* ``seg``       [B, S, H, W] segmentation logits at input size, or [B, H, W] int32 argmax      (seg only)
+* ``seg``       [B, S, H/4, W/4] segmentation logits at stride 4, or [B, H, W] int32 argmax  (seg only)
+  (logits stay at stride 4: upsampling 21 channels to the input size in-graph cost more than the pose
+  head; ``mtnet.decode.decode_segmentation`` and apps resize them bilinearly to the view they draw)
 
 A = sum over strides 8/16/32 of (H/s)*(W/s), ordered level by level, row-major inside a level.
 """
@@ -97,7 +99,7 @@ class MultiTaskNet(nn.Module):
             out["cls"], out["box"] = self.det_head(pyramid)
             out["points"], out["strides"] = points, strides
             if self.pose_head is not None:
-                out["kpt"] = self.pose_head(pyramid)
+                out["kpt"] = self.pose_head(pyramid, planar=self.deploy)
         if self.seg_head is not None:
             out["seg"] = self.seg_head(pyramid[0], c2)
         return self._deploy_outputs(out, images) if self.deploy else out
@@ -123,13 +125,17 @@ class MultiTaskNet(nn.Module):
             boxes = (points.repeat(1, 1, 2) + dist * signed).clamp(0.0, float(max(images.shape[-2:])))
             results += [boxes, out["cls"].sigmoid()]
         if "kpt" in out:
-            raw = out["kpt"].reshape(out["kpt"].shape[0], out["kpt"].shape[1], -1)  # [B, A, K*3]
+            raw = out["kpt"]  # [B, A, 3K] planar: all dx, all dy, all visibility logits (PoseHead planar=True)
+            k = self.pose_head.num_keypoints
             scale = 2.0 * strides  # keypoints_to_pixels: offsets from the anchor point in units of 2*stride
-            x = points[..., 0:1] + raw[..., 0::3] * scale
-            y = points[..., 1:2] + raw[..., 1::3] * scale
-            kpt = torch.stack([x, y, raw[..., 2::3].sigmoid()], dim=-1)
-            results.append(kpt.reshape(raw.shape))
+            x = points[..., 0:1] + raw[..., :k] * scale
+            y = points[..., 1:2] + raw[..., k : 2 * k] * scale
+            kpt = torch.stack([x, y, raw[..., 2 * k :].sigmoid()], dim=-1)  # [B, A, K, 3]
+            results.append(kpt.reshape(raw.shape))  # the contract's interleaved (x, y, v) per keypoint
         if "seg" in out:
-            seg = nn.functional.interpolate(out["seg"], size=images.shape[-2:], mode="bilinear", align_corners=False)
-            results.append(seg.argmax(1).to(torch.int32) if self.seg_output == "argmax" else seg)
+            seg = out["seg"]
+            if self.seg_output == "argmax":
+                seg = nn.functional.interpolate(seg, size=images.shape[-2:], mode="bilinear", align_corners=False)
+                seg = seg.argmax(1).to(torch.int32)
+            results.append(seg)
         return tuple(results)

@@ -30,11 +30,18 @@ class DetectionHead(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class logits [B, A, C] and raw distances [B, A, 4] over all levels (row-major per level)."""
-        cls_out, box_out = [], []
-        for f in feats:
-            cls_out.append(self.cls_pred(self.cls_tower(f)).flatten(2))
-            box_out.append(self.box_pred(self.reg_tower(f)).flatten(2))
-        return torch.cat(cls_out, 2).transpose(1, 2), torch.cat(box_out, 2).transpose(1, 2)
+        cls_out = [nhwc_rows(self.cls_pred(self.cls_tower(f))) for f in feats]
+        box_out = [nhwc_rows(self.box_pred(self.reg_tower(f))) for f in feats]
+        return torch.cat(cls_out, 1), torch.cat(box_out, 1)
+
+
+def nhwc_rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, H*W, C], row-major over locations.
+
+    Written as NCHW -> NHWC + reshape (not ``flatten(2).transpose(1, 2)``): converters that run in NHWC
+    (onnx2tf) then drop the permute instead of emitting a TRANSPOSE pair per head output and level, and
+    a channels_last training tensor needs no copy."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 def distances_to_pixels(raw: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:

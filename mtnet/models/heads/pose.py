@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..layers import DWSeparable
+from .detection import nhwc_rows
 
 
 class PoseHead(nn.Module):
@@ -23,11 +24,21 @@ class PoseHead(nn.Module):
         nn.init.zeros_(self.pred.bias)
         self.num_keypoints = num_keypoints
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Return raw keypoints [B, A, K, 3] = (dx, dy, visibility logit) over all levels."""
-        outs = [self.pred(self.tower(f)).flatten(2) for f in feats]
-        raw = torch.cat(outs, 2).transpose(1, 2)
-        return raw.reshape(raw.shape[0], raw.shape[1], self.num_keypoints, 3)
+    def forward(self, feats: list[torch.Tensor], planar: bool = False) -> torch.Tensor:
+        """Return raw keypoints [B, A, K, 3] = (dx, dy, visibility logit) over all levels.
+
+        ``planar=True`` (deploy graphs) returns [B, A, 3K] ordered (all dx, all dy, all logits) instead:
+        the same conv with its output channels permuted (a constant the exporter folds into the weights),
+        so the in-graph decode reads three contiguous slices. Stride-3 slices of the interleaved layout
+        leave XNNPACK and cost more than the whole pose tower on a phone-class CPU.
+        """
+        k = self.num_keypoints
+        weight, bias = self.pred.weight, self.pred.bias
+        if planar:
+            order = torch.arange(3 * k, device=weight.device).view(k, 3).t().reshape(-1)
+            weight, bias = weight[order], bias[order]
+        raw = torch.cat([nhwc_rows(nn.functional.conv2d(self.tower(f), weight, bias)) for f in feats], 1)
+        return raw if planar else raw.reshape(raw.shape[0], raw.shape[1], k, 3)
 
 
 def keypoints_to_pixels(raw: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
