@@ -116,6 +116,9 @@ class TrainConfig:
     eval_interval: int = 5  # evaluate every N epochs (and always after the last)
     max_bad_steps: int = 5  # abort after this many consecutive non-finite losses
     stop_after_steps: int = 0  # stop (and save last.pt) after this many optimizer steps; 0 = off
+    time_budget_min: float = 0.0  # > 0: fewer epochs (never more) so fit() ends within this many minutes;
+    # re-estimated from the measured epoch times after every epoch, the LR schedule re-fitted to the new length
+    # (YOLO's `time=`). Results then depend on the machine's speed; 0 = off (deterministic)
     swa_epochs: int = 0  # SWA: average the weights of the last N epochs at a constant LR, re-estimate BN; 0 = off
     swa_lr_ratio: float = 0.05  # constant LR during the SWA epochs, as a fraction of the peak LR
     sync_bn: bool = True  # with > 1 process: BatchNorm statistics over the global batch (SyncBN)

@@ -53,3 +53,27 @@ def test_checkpoint_writes_are_atomic(tmp_path):
         save_checkpoint({"a": Boom()}, target)
     assert torch.equal(load_checkpoint(target)["a"], torch.ones(2))  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temp files left behind
+
+
+def test_time_budget_shortens_the_run_and_refits_the_schedule(synthetic_root, tmp_path):
+    """A budget too small for 4 epochs ends the run after the first epoch that shows it (epoch 2), with the
+    cosine re-fitted so the LR still reaches its floor on the last step, and resume keeps that length."""
+    extra = ["train.epochs=4", "train.eval_interval=100", "train.batch_size=12", "train.time_budget_min=0.0001",
+             "train.warmup_epochs=0.5"]
+    full = Trainer(tiny_config(synthetic_root, tmp_path / "a", "name=budget", *extra), progress=False)
+    full.fit()
+    assert (full.epoch, full.cfg.train.epochs, full.max_epochs) == (2, 2, 4)
+    tc = full.cfg.train
+    assert full.scheduler.get_last_lr()[0] == pytest.approx(full.lr * tc.min_lr_ratio, rel=1e-6)
+    state = load_checkpoint(tmp_path / "a/budget/last.pt")
+    assert state["epochs"] == 2 and state["train_elapsed_s"] > 0
+    # interrupted in epoch 2 and resumed: same length, same weights as the uninterrupted budgeted run
+    cut = Trainer(tiny_config(synthetic_root, tmp_path / "b", "name=budget", "train.stop_after_steps=3", *extra),
+                  progress=False)
+    assert cut.fit().stopped_early
+    resumed = Trainer(tiny_config(synthetic_root, tmp_path / "b", "name=budget", *extra), resume=True, progress=False)
+    assert resumed.cfg.train.epochs == 2
+    resumed.fit()
+    a, b = _weights(tmp_path / "a/budget/last.pt"), _weights(tmp_path / "b/budget/last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import Config, config_from_dict, save_config
+from ..config import Config, ConfigError, config_from_dict, save_config
 from ..data.build import build_sources, build_train_dataset
 from ..data.dataset import collate
 from ..data.meta import DatasetMeta
@@ -143,15 +143,14 @@ class Trainer:
         self.effective_batch = self.process_batch * self.dist.world_size
         shard = EpochSampler.shard_size(len(self.dataset), self.dist.world_size)
         self.steps_per_epoch = max(1, math.ceil(shard / self.process_batch))
-        self.total_steps = self.steps_per_epoch * tc.epochs
+        if tc.time_budget_min > 0 and tc.swa_epochs:
+            raise ConfigError("train.time_budget_min cannot be combined with train.swa_epochs (the SWA phase is "
+                              "placed by the epoch count, which the budget changes)")
+        self.max_epochs = tc.epochs  # the time budget may lower tc.epochs, never raise it above this
+        self.train_elapsed_s = 0.0  # wall time spent in fit() epochs so far (persisted for the budget)
         self.lr = scaled_lr(tc.base_lr, self.effective_batch)
         self.optimizer = build_optimizer(self.model, self.criterion, tc, self.lr)
-        warmup = warmup_length(self.steps_per_epoch, tc.warmup_epochs, tc.warmup_steps)
-        swa_start = self.total_steps - tc.swa_epochs * self.steps_per_epoch
-        schedule = build_schedule(tc.schedule, swa_start, warmup, tc.warmup_start_factor, tc.min_lr_ratio)
-        if tc.swa_epochs:
-            schedule = with_swa(schedule, swa_start, tc.swa_lr_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._schedule(tc.epochs))
         self.ema = ModelEMA(self.model, tc.ema_decay, tc.ema_tau) if tc.ema_decay > 0 else None
         self.swa = SWA(self.model) if tc.swa_epochs else None
         self.epoch, self.epoch_step, self.step = 0, 0, 0
@@ -160,6 +159,39 @@ class Trainer:
         self.nonfinite_batches = 0  # batches the non-finite-loss guard skipped (this process's fit() calls)
         if resume_state is not None:
             self._restore(resume_state)
+
+    def _schedule(self, epochs: int):
+        """LR multiplier per optimizer step for a run of ``epochs`` epochs (warmup, then cosine/one-cycle)."""
+        tc = self.cfg.train
+        self.total_steps = self.steps_per_epoch * epochs
+        warmup = warmup_length(self.steps_per_epoch, tc.warmup_epochs, tc.warmup_steps)
+        swa_start = self.total_steps - tc.swa_epochs * self.steps_per_epoch
+        schedule = build_schedule(tc.schedule, swa_start, warmup, tc.warmup_start_factor, tc.min_lr_ratio)
+        return with_swa(schedule, swa_start, tc.swa_lr_ratio) if tc.swa_epochs else schedule
+
+    def _set_epochs(self, epochs: int) -> None:
+        """Change the run's length mid-way: the schedule is re-fitted and applied from the current step on."""
+        self.cfg.train.epochs = epochs
+        schedule = self._schedule(epochs)
+        self.scheduler.lr_lambdas = [schedule] * len(self.optimizer.param_groups)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * schedule(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def _fit_time_budget(self) -> None:
+        """After an epoch: the number of epochs the remaining ``time_budget_min`` affords at the mean epoch
+        time so far (evaluation and checkpointing included), between one more epoch and ``max_epochs``."""
+        budget_s = self.cfg.train.time_budget_min * 60.0
+        if budget_s <= 0 or self.epoch >= self.cfg.train.epochs:
+            return
+        per_epoch = self.train_elapsed_s / max(1, self.epoch)
+        affordable = self.epoch + int((budget_s - self.train_elapsed_s) // per_epoch)
+        epochs = max(self.epoch + 1, min(self.max_epochs, affordable))
+        if epochs != self.cfg.train.epochs:
+            if self.dist.is_main:
+                tqdm.write(f"time budget {self.cfg.train.time_budget_min:g} min: {per_epoch:.1f} s/epoch -> "
+                           f"{epochs} epochs (was {self.cfg.train.epochs})")
+            self._set_epochs(epochs)
 
     # -- state ------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -174,6 +206,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
             "best_fitness": self.best_fitness,
+            "epochs": self.cfg.train.epochs, "train_elapsed_s": self.train_elapsed_s,
             "torch_rng": torch.get_rng_state(),
             "config": self.cfg.to_dict(),
             "meta": self.meta.to_dict(),
@@ -197,6 +230,9 @@ class Trainer:
         self.epoch, self.epoch_step, self.step = int(state["epoch"]), int(state["epoch_step"]), int(state["step"])
         self.best_fitness = float(state["best_fitness"])
         self.last_metrics = dict(state.get("metrics") or {})
+        self.train_elapsed_s = float(state.get("train_elapsed_s", 0.0))
+        if self.cfg.train.time_budget_min > 0 and int(state.get("epochs", self.max_epochs)) < self.max_epochs:
+            self._set_epochs(int(state["epochs"]))  # the length the budget had chosen before the interruption
         torch.set_rng_state(state["torch_rng"])
 
     def save_last(self) -> None:
@@ -232,6 +268,7 @@ class Trainer:
         bad_steps = 0
         stopped = False
         self.model.train()
+        budget_clock = time.perf_counter()
         while self.epoch < tc.epochs:
             epoch_start = self._step_clock = time.perf_counter()
             loader = self.loader(skip=self.epoch_step * self.process_batch)
@@ -312,6 +349,11 @@ class Trainer:
                 self.save_best(metrics)
             if last_epoch and self.swa:
                 self._finish_swa()
+            # the same elapsed time on every process (mean), so all of them choose the same epoch count
+            spent = torch.tensor([time.perf_counter() - budget_clock], dtype=torch.float64, device=self.device)
+            self.train_elapsed_s += float(distributed.all_reduce_sum_(spent)) / self.dist.world_size
+            budget_clock = time.perf_counter()
+            self._fit_time_budget()
             self.save_last()
             if main:
                 csv_log.append(row)

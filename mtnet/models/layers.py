@@ -38,3 +38,12 @@ def resize_to(x: torch.Tensor, ref: torch.Tensor, mode: str = "nearest") -> torc
     if mode == "nearest":
         return nn.functional.interpolate(x, size=size, mode="nearest")
     return nn.functional.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def nhwc_rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, H*W, C], row-major over locations.
+
+    Written as NCHW -> NHWC + reshape (not ``flatten(2).transpose(1, 2)``): converters that run in NHWC
+    (onnx2tf) then drop the permute instead of emitting a TRANSPOSE pair per head output and level, and
+    a channels_last training tensor needs no copy."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ..layers import DWSeparable
+from ..layers import DWSeparable, nhwc_rows
 
 
 class DetectionHead(nn.Module):
@@ -33,15 +33,6 @@ class DetectionHead(nn.Module):
         cls_out = [nhwc_rows(self.cls_pred(self.cls_tower(f))) for f in feats]
         box_out = [nhwc_rows(self.box_pred(self.reg_tower(f))) for f in feats]
         return torch.cat(cls_out, 1), torch.cat(box_out, 1)
-
-
-def nhwc_rows(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> [B, H*W, C], row-major over locations.
-
-    Written as NCHW -> NHWC + reshape (not ``flatten(2).transpose(1, 2)``): converters that run in NHWC
-    (onnx2tf) then drop the permute instead of emitting a TRANSPOSE pair per head output and level, and
-    a channels_last training tensor needs no copy."""
-    return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 def distances_to_pixels(raw: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import DWSeparable
-from .detection import nhwc_rows
+from ..layers import DWSeparable, nhwc_rows
 
 
 class PoseHead(nn.Module):
@@ -29,8 +28,8 @@ class PoseHead(nn.Module):
 
         ``planar=True`` (deploy graphs) returns [B, A, 3K] ordered (all dx, all dy, all logits) instead:
         the same conv with its output channels permuted (a constant the exporter folds into the weights),
-        so the in-graph decode reads three contiguous slices. Stride-3 slices of the interleaved layout
-        leave XNNPACK and cost more than the whole pose tower on a phone-class CPU.
+        so the in-graph decode reads three contiguous slices. The stride-3 slices of the interleaved layout
+        cost ~2 ms per invoke in LiteRT on our x86 host (width 1.0, 320 px), more than the pose tower.
         """
         k = self.num_keypoints
         weight, bias = self.pred.weight, self.pred.bias
