@@ -73,17 +73,12 @@ def _time(path: Path, threads: int, runs: int) -> float:
 def _interleaved_medians(paths: dict[str, Path], threads: int, runs: int, rounds: int) -> dict[str, float]:
     """Median invoke ms of each model, timed in ``rounds`` interleaved blocks (A B C D A B C D ...), so a
     load spike on this shared machine hits every model alike and the ratios stay comparable."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from mtnet.bench.host import random_inputs
+    from mtnet.bench.host import feed_random_inputs, open_interpreter
 
     interpreters = {}
     for name, path in paths.items():
-        interp = Interpreter(model_path=str(path), num_threads=threads)
-        interp.allocate_tensors()
-        details = interp.get_input_details()
-        for d, x in zip(details, random_inputs(details), strict=True):
-            interp.set_tensor(d["index"], x)
+        interp = open_interpreter(path, threads)
+        feed_random_inputs(interp)
         for _ in range(5):  # warm-up
             interp.invoke()
         interpreters[name] = interp

@@ -85,32 +85,45 @@ def random_inputs(details: list[dict[str, Any]], seed: int = 0) -> list[np.ndarr
     return out
 
 
+def open_interpreter(path: str | Path, threads: int = 1, use_xnnpack: bool = True):
+    """A LiteRT interpreter with tensors allocated; a one-line :class:`BenchError` if it cannot load."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: model file not found")
+    resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise BenchError(f"{path}: LiteRT cannot load this model ({str(e).splitlines()[0][:200]})") from None
+    return interp
+
+
+def feed_random_inputs(interp) -> list[dict[str, Any]]:
+    """Set every input to :func:`random_inputs` (fixed seed); returns the input details."""
+    inputs = interp.get_input_details()
+    for d, x in zip(inputs, random_inputs(inputs), strict=True):
+        interp.set_tensor(d["index"], x)
+    return inputs
+
+
 def benchmark_tflite(path: str | Path, *, threads: int = 1, runs: int = 50, warmup: int = 5,
                      use_xnnpack: bool = True) -> BenchRecord:
     """Time ``invoke()`` of one .tflite file on this machine; returns one :class:`BenchRecord`.
 
     ``use_xnnpack=False`` uses LiteRT's builtin kernels (benchmark_model's ``--use_xnnpack=false``).
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: model file not found")
     if runs < 1 or warmup < 1 or threads < 1:
         raise BenchError(f"{path}: runs, warmup and threads must be >= 1 (got {runs}, {warmup}, {threads})")
-    resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     rss0 = _rss_mb()
     t0 = time.perf_counter()
-    try:
-        interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise BenchError(f"{path}: LiteRT cannot load this model ({str(e).splitlines()[0][:200]})") from None
+    interp = open_interpreter(path, threads, use_xnnpack)
     init_ms = (time.perf_counter() - t0) * 1e3
     init_mem = _rss_mb() - rss0
-    inputs = interp.get_input_details()
-    for d, x in zip(inputs, random_inputs(inputs), strict=True):
-        interp.set_tensor(d["index"], x)
+    inputs = feed_random_inputs(interp)
 
     def timed() -> float:
         s = time.perf_counter()
