@@ -90,6 +90,8 @@ class LossConfig:
     det: float = 1.0  # weight of the detection loss (cls + box)
     box: float = 2.5  # GIoU weight inside the detection loss
     seg: float = 1.0  # weight of the segmentation loss
+    seg_resolution: str = "input"  # input: logits upsampled to the labels (exact boundaries) | logits: labels
+    # subsampled to the logits' stride-4 grid (16x fewer pixels: ~40 ms less per CPU step at 192 px, batch 16)
     pose: float = 1.0  # weight of the keypoint loss (OKS + visibility)
     balance: str = "fixed"  # fixed | uncertainty (learned log-variances) | dwa (dynamic weight averaging)
 
@@ -125,6 +127,8 @@ class TrainConfig:
     amp: str = "auto"  # GPU mixed precision: auto (bf16 if supported, else fp16 + GradScaler) | bf16 | fp16 | off; CPU is fp32
     channels_last: bool = True  # NHWC memory format: faster convs under AMP on GPUs, ~25% faster steps on CPU
     compile: bool = False  # torch.compile the model (GPU; the first steps are slow while it compiles)
+    retain_freed_memory: bool = True  # CPU on glibc: reuse freed tensor memory instead of page-faulting it back
+    # every step (mtnet.engine.allocator; ~20% faster steps on a 2-core VM, the process keeps its peak heap)
 
 
 @dataclass
@@ -345,6 +349,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.schedule: expected cosine or onecycle, got {cfg.train.schedule!r}")
     if cfg.loss.balance not in ("fixed", "uncertainty", "dwa"):
         raise ConfigError(f"loss.balance: expected fixed, uncertainty or dwa, got {cfg.loss.balance!r}")
+    if cfg.loss.seg_resolution not in ("input", "logits"):
+        raise ConfigError(f"loss.seg_resolution: expected input or logits, got {cfg.loss.seg_resolution!r}")
     if cfg.train.amp not in ("auto", "bf16", "fp16", "off"):
         raise ConfigError(f"train.amp: expected auto, bf16, fp16 or off, got {cfg.train.amp!r}")
     if not 0 <= cfg.train.swa_epochs < cfg.train.epochs:

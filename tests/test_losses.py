@@ -1,13 +1,16 @@
 """Criterion behaviour: partial labels contribute nothing, empty images are negatives, assignment sanity."""
 
+import pytest
 import torch
 
 from mtnet.config import LossConfig, ModelConfig
 from mtnet.data.coco import CocoSource
 from mtnet.data.dataset import collate
+from mtnet.data.sample import IGNORE_INDEX
 from mtnet.data.transforms import EvalTransform, normalize
 from mtnet.losses.assigner import task_aligned_assign
 from mtnet.losses.criterion import MultiTaskCriterion
+from mtnet.losses.segmentation import segmentation_loss, subsample_labels
 from mtnet.models import build_model
 
 
@@ -78,3 +81,18 @@ def test_assigner_picks_anchors_inside_the_box():
     a = task_aligned_assign(scores, pred, points, torch.tensor([[1]]), torch.tensor([[[0.0, 0, 16, 10]]]), topk=5)
     assert a.fg.tolist() == [[True, True, False]]
     assert a.target_scores[0, :, 1].max() > 0 and a.target_scores[0, :, 0].sum() == 0
+
+
+def test_segmentation_loss_on_the_logit_grid_reads_the_label_at_each_cell_centre():
+    torch.manual_seed(0)
+    masks = torch.randint(0, 5, (2, 16, 16))
+    masks[0, :4, :4] = IGNORE_INDEX
+    logits = torch.randn(2, 5, 4, 4, requires_grad=True)
+    centres = masks[:, 2::4, 2::4]  # stride 4: the pixel at offset 2 in every 4x4 cell
+    expected = torch.nn.functional.cross_entropy(logits, centres, ignore_index=IGNORE_INDEX)
+    got = segmentation_loss(logits, masks, "logits")
+    assert torch.allclose(got, expected)
+    assert not torch.allclose(got, segmentation_loss(logits, masks, "input"))  # the default upsamples the logits
+    assert torch.equal(subsample_labels(masks, (4, 4)), centres)
+    with pytest.raises(ValueError, match="integer multiple"):
+        subsample_labels(masks[:, :15], (4, 4))

@@ -39,6 +39,7 @@ from ..infer.predictor import Predictor, TorchBackend
 from ..losses.criterion import MultiTaskCriterion
 from ..models import build_model
 from . import distributed
+from .allocator import retain_freed_memory
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .ema import ModelEMA
 from .logging import MetricsCSV, StepLog, plot_training_curves
@@ -110,6 +111,8 @@ class Trainer:
         self.cfg = cfg
         tc = cfg.train
         self.dist, self.device = distributed.setup(resolve_device(tc.device))
+        if self.device.type == "cpu" and tc.retain_freed_memory:
+            retain_freed_memory()
         self.progress = progress and self.dist.is_main
         if resume_state is not None and int(resume_state.get("world_size", 1)) != self.dist.world_size:
             raise CheckpointError(f"cannot resume: the checkpoint was written by {resume_state.get('world_size', 1)} "

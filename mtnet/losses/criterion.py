@@ -48,7 +48,8 @@ class MultiTaskCriterion(nn.Module):
                 losses["pose"] = pose
         if "seg" in out:
             has = batch["has_seg"].to(out["seg"].device)
-            seg = segmentation_loss(out["seg"][has], batch["masks"].to(out["seg"].device)[has]) if has.any() \
+            seg = segmentation_loss(out["seg"][has], batch["masks"].to(out["seg"].device)[has],
+                                    self.cfg.seg_resolution) if has.any() \
                 else out["seg"].sum() * 0
             losses["seg"] = seg
             logs["seg"] = float(seg.detach())
