@@ -6,7 +6,7 @@ back to the OS; a training step frees and re-allocates the same activation and g
 step page-faults (and zero-fills) them again. A 12-minute quickstart run took ~20 million minor page faults.
 Raising the mmap and trim thresholds lets glibc reuse the freed blocks — the effect PyTorch's CPU performance
 guide gets by preloading jemalloc or tcmalloc, without a preload. Measured on the 2-core CI VM
-(quickstart model, batch 16, 192 px): median step 0.89 s -> 0.65-0.72 s. The cost is that the process keeps
+(quickstart model, batch 16, 192 px): median step 0.89 s -> 0.60-0.72 s. The cost is that the process keeps
 its peak heap instead of returning it between steps.
 """
 
