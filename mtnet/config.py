@@ -77,10 +77,13 @@ class DataConfig:
     train_split: str = "train"  # split names: images in <root>/<split>/, annotations/<kind>_<split>.json
     val_split: str = "val"
     imgsz: int = 256  # square network input (letterboxed)
+    train_crop: int = 0  # train on random crops of this side of the imgsz-letterboxed, scale-jittered images
+    # (0 or >= imgsz: no crop): objects keep their evaluation scale, a step costs ~(train_crop / imgsz)^2
     workers: int = 0  # DataLoader worker processes
     synthetic: SyntheticConfig | None = None  # when set, the data set is generated into `root` if missing
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sources: list[SourceConfig] = field(default_factory=list)  # several data sets at once; empty = `root` alone
+    cache: bool = False  # keep decoded train samples in RAM after epoch 1 (needs workers: 0); <= half of free RAM
     class_balance: bool = False  # class-balanced detection loss weights (Cui et al. 2019) from train counts
     class_balance_beta: float = 0.999  # beta of the effective number of samples (1 - beta^n) / (1 - beta)
 
@@ -343,6 +346,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.width: expected 0.35-1.4, got {cfg.model.width}")
     if cfg.data.imgsz % 32:
         raise ConfigError(f"data.imgsz: must be a multiple of 32 (the network stride), got {cfg.data.imgsz}")
+    if cfg.data.train_crop < 0 or cfg.data.train_crop % 32:
+        raise ConfigError(f"data.train_crop: expected 0 or a multiple of 32, got {cfg.data.train_crop}")
+    if cfg.data.cache and cfg.data.workers > 0:
+        raise ConfigError("data.cache: needs data.workers: 0 (worker processes restart every epoch and would "
+                          "drop their cache); set data.cache=false to use worker processes")
     if cfg.train.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"train.optimizer: expected sgd or adamw, got {cfg.train.optimizer!r}")
     if cfg.train.schedule not in ("cosine", "onecycle"):

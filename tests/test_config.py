@@ -29,6 +29,8 @@ def test_unknown_override_is_rejected():
         ("model.tasks=[det,depth]", "model.tasks"),
         ("model.tasks=[pose]", None),  # valid config; rejected when the model is built (pose needs det)
         ("data.imgsz=100", "multiple of 32"),
+        ("data.train_crop=100", "data.train_crop: expected 0 or a multiple of 32"),
+        ("data.train_crop=-32", "data.train_crop: expected 0 or a multiple of 32"),
         ("train.optimizer=lamb", "train.optimizer"),
         ("noequals", "key.sub=value"),
     ],

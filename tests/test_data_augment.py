@@ -13,7 +13,7 @@ from mtnet.data.coco import CocoSource
 from mtnet.data.dataset import MultiTaskDataset
 from mtnet.data.mosaic import mixup
 from mtnet.data.sample import IGNORE_INDEX
-from mtnet.data.transforms import TrainTransform
+from mtnet.data.transforms import TrainTransform, letterbox
 from tests.test_data_formats import COLORS, write_coco
 
 SIZE = 64
@@ -30,9 +30,9 @@ def _erode(region: np.ndarray) -> np.ndarray:
     return cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
 
 
-def _check_consistent(s, meta) -> None:
+def _check_consistent(s, meta, size: int = SIZE) -> None:
     h, w = s.image.shape[:2]
-    assert (h, w) == (SIZE, SIZE) and s.mask.shape == (h, w)
+    assert (h, w) == (size, size) and s.mask.shape == (h, w)
     names = meta.keypoint_names
     left = [i for i, n in enumerate(names) if n.startswith("left_")]
     right = [names.index("right_" + names[i][5:]) for i in left]
@@ -100,3 +100,20 @@ def test_strong_augmentation_off_for_last_epochs_and_default_path_unchanged(sour
     ds = MultiTaskDataset(source, t, seed=7)
     seed = int(np.random.SeedSequence([7, 0, 3]).generate_state(1)[0])
     assert np.array_equal(ds[3].image, t(source.load(3), seed).image)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_train_crop_keeps_the_evaluation_scale_of_objects(source, index):
+    """Crops of the letterboxed image: same object sizes as at ``size``, fewer pixels per sample."""
+    crop = 32
+    cfg = AugmentConfig(hflip=0.0, scale=(1.0, 1.0), color=0.0)
+    sample = source.load(index)
+    _, _, scale = letterbox(sample.image, SIZE)
+    full = {tuple(np.round(b * scale, 1)) for b in sample.boxes}  # boxes as the evaluation sees them
+    widths = []
+    for seed in range(8):
+        out = TrainTransform(SIZE, cfg, source.meta.flip_index, crop=crop)(source.load(index), seed)
+        _check_consistent(out, source.meta, size=crop)
+        widths += [float(b[2] - b[0]) for b in out.boxes if b[0] > 0 and b[1] > 0 and b[2] < crop and b[3] < crop]
+    assert widths and all(any(abs(w - (f[2] - f[0])) < 1.0 for f in full) for w in widths)
+    assert TrainTransform(SIZE, cfg, source.meta.flip_index, crop=2 * SIZE).size == SIZE  # crop >= size: none

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config, ConfigError, SourceConfig
+from .cache import CachedSource
 from .class_balance import det_class_counts, effective_number_weights
 from .coco import CocoSource
 from .dataset import MultiTaskDataset
@@ -55,6 +56,11 @@ def validate_sources(sources: list[SourceConfig]) -> None:
         raise ConfigError("data.sources: set val_split on at least one source (it is evaluated)")
 
 
+def _maybe_cached(cfg: Config, source):
+    """Per data set, never around a MixedSource: its ``load(i)`` changes with the epoch's draw."""
+    return CachedSource(source) if cfg.data.cache else source
+
+
 def _mixed_sources(cfg: Config) -> tuple[MixedSource, RemappedSource]:
     sources = cfg.data.sources
     validate_sources(sources)
@@ -66,7 +72,7 @@ def _mixed_sources(cfg: Config) -> tuple[MixedSource, RemappedSource]:
     val = open_source(sources[val_index], sources[val_index].val_split)
     metas = [(trains[i].meta if i in trains else val.meta) for i in order]
     meta = unify_meta(metas, [sources[i].tasks for i in order])
-    parts = [RemappedSource(trains[i], meta, sources[i].tasks) for i in order if i in trains]
+    parts = [_maybe_cached(cfg, RemappedSource(trains[i], meta, sources[i].tasks)) for i in order if i in trains]
     ratios = [sources[i].ratio for i in order if i in trains]
     mixed = MixedSource(parts, ratios, seed=cfg.train.seed)
     return mixed, RemappedSource(val, meta, sources[val_index].tasks)
@@ -83,7 +89,7 @@ def build_sources(cfg: Config, progress: bool = True):
             generate_dataset(root, s.num_train, s.num_val, s.image_size, s.seed, progress=progress)
         elif not root.is_dir():
             raise DataError(f"{root}: data folder not found (data.root)")
-        train, val = CocoSource(root, cfg.data.train_split), CocoSource(root, cfg.data.val_split)
+        train, val = _maybe_cached(cfg, CocoSource(root, cfg.data.train_split)), CocoSource(root, cfg.data.val_split)
     if cfg.data.class_balance:
         counts = det_class_counts(train, len(train.meta.det_classes))
         train.meta.det_class_weights = effective_number_weights(counts, cfg.data.class_balance_beta).tolist()
@@ -92,6 +98,6 @@ def build_sources(cfg: Config, progress: bool = True):
 
 def build_train_dataset(cfg: Config, source, meta: DatasetMeta) -> MultiTaskDataset:
     aug = cfg.data.augment
-    transform = TrainTransform(cfg.data.imgsz, aug, meta.flip_index)
+    transform = TrainTransform(cfg.data.imgsz, aug, meta.flip_index, crop=cfg.data.train_crop)
     return MultiTaskDataset(source, transform, seed=cfg.train.seed, mosaic=aug.mosaic, mixup=aug.mixup,
                             no_aug_epochs=aug.no_aug_epochs, total_epochs=cfg.train.epochs)

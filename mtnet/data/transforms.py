@@ -47,24 +47,28 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 class TrainTransform:
-    """Flip (+ keypoint swap), scale jitter, crop to ``size``, colour jitter, optional cutout.
+    """Flip (+ keypoint swap), scale jitter, crop to ``crop`` (0 or >= ``size``: to ``size``), colour, cutout.
 
-    ``strong = False`` (set by the dataset for the last ``no_aug_epochs``) drops cutout; with
-    ``scale = (1, 1)`` the geometric part is a plain letterbox to ``size`` (random pad position).
+    Images are letterboxed to ``size`` (the evaluation size) before the scale jitter, so a smaller
+    ``crop`` keeps the objects' scale distribution and only shows less context per sample, at
+    (crop / size)^2 of the pixels per step. ``strong = False`` (set by the dataset for the last
+    ``no_aug_epochs``) drops cutout; with ``scale = (1, 1)`` and no crop the geometric part is a plain
+    letterbox to ``size`` (random pad position).
     """
 
-    def __init__(self, size: int, cfg: AugmentConfig, flip_index: list[int]):
-        self.size = size
+    def __init__(self, size: int, cfg: AugmentConfig, flip_index: list[int], crop: int = 0):
+        self.size = min(crop, size) if crop > 0 else size  # the side of every sample this transform outputs
         self.cfg = cfg
         self.strong = True
         self.flip_index = np.asarray(flip_index, np.int64) if flip_index else None
         lo, hi = cfg.scale
+        crop = self.size
         geometric = [
             A.LongestMaxSize(max_size=size),
             A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), p=1.0),
-            A.PadIfNeeded(min_height=size, min_width=size, position="random", border_mode=cv2.BORDER_CONSTANT,
+            A.PadIfNeeded(min_height=crop, min_width=crop, position="random", border_mode=cv2.BORDER_CONSTANT,
                           fill=PAD_VALUE, fill_mask=IGNORE_INDEX),
-            A.RandomCrop(height=size, width=size),
+            A.RandomCrop(height=crop, width=crop),
         ]
         pixel = [A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.5, hue=0.03, p=cfg.color)]
         cutout = []
