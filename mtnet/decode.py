@@ -15,6 +15,9 @@ import numpy as np
 # model leaves overlapping near-duplicates that a looser threshold keeps (v6 checkpoint, 100 val images:
 # bbox AP50 0.757 -> 0.784, keypoint AP50 0.477 -> 0.499, AP 0.382 -> 0.379 going from 0.6 to 0.5).
 NMS_IOU = 0.5
+# score threshold for drawn predictions: scores estimate box IoU (quality focal loss), so true positives of a
+# short CPU run score ~0.3-0.8 while duplicates and partial boxes cluster at 0.2-0.3
+DISPLAY_CONF = 0.3
 
 
 @dataclass

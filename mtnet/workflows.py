@@ -10,7 +10,7 @@ import numpy as np
 from .config import Config
 from .data.coco import CocoSource
 from .data.sample import read_image
-from .decode import NMS_IOU
+from .decode import DISPLAY_CONF, NMS_IOU
 from .eval.evaluator import evaluate
 from .eval.report import write_metrics_json
 from .infer.predictor import Predictor
@@ -35,7 +35,7 @@ def draw_examples(predictor: Predictor, source: CocoSource, out_path: str | Path
     save_grid([draw_prediction(im, p, predictor.meta) for im, p in zip(images, preds, strict=True)], out_path)
 
 
-def predict_files(model_path: str | Path, images: list[str | Path], out_dir: str | Path, *, conf: float = 0.25,
+def predict_files(model_path: str | Path, images: list[str | Path], out_dir: str | Path, *, conf: float = DISPLAY_CONF,
                   iou: float = NMS_IOU) -> list[Path]:
     """Draw predictions for each image into ``out_dir`` (``<stem>.png``) and return the written paths."""
     predictor = Predictor.from_path(model_path, conf=conf, iou=iou)
@@ -68,7 +68,7 @@ def train_and_report(cfg: Config, *, resume: bool | str = False, progress: bool 
     ec = trainer.cfg.eval
     predictor = Predictor.from_checkpoint(best, conf=ec.conf, iou=ec.iou, max_det=ec.max_det, multi_label=True)
     metrics = evaluate(predictor, trainer.val_src, progress=progress)
-    draw_examples(Predictor.from_checkpoint(best, conf=0.2), trainer.val_src, result.run_dir / "examples.png",
+    draw_examples(Predictor.from_checkpoint(best, conf=DISPLAY_CONF), trainer.val_src, result.run_dir / "examples.png",
                   ec.num_examples)
     metrics.update(
         wall_s=time.perf_counter() - start, train_s=train_s, params=count_parameters(predictor.backend.model),
