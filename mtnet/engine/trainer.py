@@ -75,9 +75,12 @@ def build_optimizer(model: nn.Module, criterion: nn.Module, cfg, lr: float) -> t
             else:
                 decay.append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # fused kernels (CPU and CUDA): the default per-tensor loop cost 20 ms of a ~470 ms quickstart CPU step
+    # for AdamW, the fused step 3 ms (239 tensors, median of 35)
+    fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=lr, betas=(cfg.momentum, 0.999))
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True, fused=fused)
+    return torch.optim.AdamW(groups, lr=lr, betas=(cfg.momentum, 0.999), fused=fused)
 
 
 def fitness(metrics: dict) -> float:
