@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-# training part of the 15-minute quickstart (data generation, final evaluation and pictures add ~0.5-1 min)
-QUICKSTART_BUDGET_MIN = 13.0
+# training part of the 15-minute quickstart: measured runs ended 0-25 s after the budget (data generation,
+# start-up, final evaluation and pictures)
+QUICKSTART_BUDGET_MIN = 14.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
