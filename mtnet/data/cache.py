@@ -2,7 +2,7 @@
 
 Reading a sample (JPEG decode + label PNG + annotation arrays) is about a third of the data time of a
 CPU step on small images; a small data set decoded once saves that on every later epoch. Only the
-*undecorated* sample is kept, so augmentation still differs every epoch. Arrays are frozen (read-only)
+un-augmented sample is kept, so augmentation still differs every epoch. Arrays are frozen (read-only)
 so a transform that wrote into its input would fail loudly instead of corrupting the cache.
 """
 
@@ -16,24 +16,24 @@ import numpy as np
 
 from .sample import Sample
 
+UNKNOWN_MEMORY_BUDGET = 2 * 1024**3  # cache cap where the platform does not report free memory (e.g. macOS)
+
 
 def available_memory_bytes() -> int:
-    """Physical memory currently free (Linux/macOS sysconf); 0 where the platform does not say."""
+    """Physical memory currently free (sysconf, Linux); 0 where the platform does not say."""
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 0
 
 
-def _nbytes(sample: Sample) -> int:
-    arrays = (sample.image, sample.boxes, sample.labels, sample.keypoints, sample.mask)
-    return sum(a.nbytes for a in arrays if a is not None)
+def _arrays(sample: Sample) -> list[np.ndarray]:
+    return [a for a in (sample.image, sample.boxes, sample.labels, sample.keypoints, sample.mask) if a is not None]
 
 
 def _freeze(sample: Sample) -> Sample:
-    for a in (sample.image, sample.boxes, sample.labels, sample.keypoints, sample.mask):
-        if isinstance(a, np.ndarray):
-            a.flags.writeable = False
+    for a in _arrays(sample):
+        a.flags.writeable = False
     return sample
 
 
@@ -41,12 +41,15 @@ class CachedSource:
     """Wraps a deterministic source (``load(i)`` always returns the same sample) and memoises ``load``.
 
     Caching stops, with one warning, once the cache would exceed ``max_bytes`` (default: half the memory
-    free when the cache is created); the remaining samples are then read from disk as before.
+    free when the cache is created, or 2 GiB where that is unknown); the remaining samples are then read
+    from disk as before.
     """
 
     def __init__(self, source, max_bytes: int | None = None):
         self.source = source
-        self.max_bytes = available_memory_bytes() // 2 if max_bytes is None else max_bytes
+        if max_bytes is None:
+            max_bytes = available_memory_bytes() // 2 or UNKNOWN_MEMORY_BUDGET
+        self.max_bytes = max_bytes
         self.cached_bytes = 0
         self._samples: dict[int, Sample] = {}
         self._full = False
@@ -63,7 +66,7 @@ class CachedSource:
         sample = self._samples.get(index)
         if sample is None:
             sample = _freeze(self.source.load(index))
-            size = _nbytes(sample)
+            size = sum(a.nbytes for a in _arrays(sample))
             if self.cached_bytes + size <= self.max_bytes:
                 self._samples[index] = sample
                 self.cached_bytes += size
