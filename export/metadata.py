@@ -96,7 +96,7 @@ def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:
         },
         "outputs": output_spec(model, imgsz),
         "anchors": {"strides": strides, "count": sum((imgsz // s) ** 2 for s in strides),
-                    "order": "level by level (stride 8, 16, 32), row-major inside a level"},
+                    "order": f"level by level (strides {strides}), row-major inside a level"},
         "nms_in_graph": nms is not None,
         **({"nms": nms} if nms else {}),
         "postprocess": postprocess,

@@ -35,6 +35,7 @@ class ModelConfig:
     head_channels: int = 48  # width of the detection / pose towers
     seg_channels: int = 32  # width of the segmentation head (runs at stride 4: the costliest head per channel)
     pan: bool = False  # add a bottom-up PAN-lite path after the top-down FPN
+    head_strides: list[int] = field(default_factory=lambda: [8, 16, 32])  # pyramid levels the det/pose heads read
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "pose"])  # any subset
 
 
@@ -344,6 +345,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.tasks: expected a non-empty subset of {list(VALID_TASKS)}, got {cfg.model.tasks}")
     if not 0.1 <= cfg.model.width <= 2.0:
         raise ConfigError(f"model.width: expected 0.35-1.4, got {cfg.model.width}")
+    if not cfg.model.head_strides or sorted(set(cfg.model.head_strides)) != list(cfg.model.head_strides) \
+            or not set(cfg.model.head_strides) <= {8, 16, 32}:
+        raise ConfigError(f"model.head_strides: expected an ascending subset of [8, 16, 32], got {cfg.model.head_strides}")
+    if cfg.model.pan and 32 not in cfg.model.head_strides:
+        raise ConfigError("model.pan: the bottom-up path ends in P5, which no head reads without 32 in "
+                          f"model.head_strides (got {cfg.model.head_strides})")
     if cfg.data.imgsz % 32:
         raise ConfigError(f"data.imgsz: must be a multiple of 32 (the network stride), got {cfg.data.imgsz}")
     if cfg.data.train_crop < 0 or cfg.data.train_crop % 32:

@@ -32,6 +32,10 @@ def test_unknown_override_is_rejected():
         ("data.train_crop=100", "data.train_crop: expected 0 or a multiple of 32"),
         ("data.train_crop=-32", "data.train_crop: expected 0 or a multiple of 32"),
         ("train.optimizer=lamb", "train.optimizer"),
+        ("model.head_strides=[4,8]", "model.head_strides: expected an ascending subset"),
+        ("model.head_strides=[16,8]", "model.head_strides: expected an ascending subset"),
+        ("model.head_strides=[]", "model.head_strides: expected an ascending subset"),
+        ("model.pan=true", "model.pan: the bottom-up path ends in P5"),  # quickstart reads only stride 8
         ("noequals", "key.sub=value"),
     ],
 )

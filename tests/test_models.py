@@ -43,6 +43,20 @@ def test_no_transposed_or_deformable_convs_and_shapes(cfg):
         assert out["seg"].shape == (2, 5, 40, 40)
 
 
+@pytest.mark.parametrize("head_strides", [(8,), (8, 16)])
+def test_head_strides_choose_the_anchor_levels(head_strides):
+    cfg = ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16, head_strides=list(head_strides))
+    model = build_model(cfg, META).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 160, 160))
+    counts = [(160 // s) ** 2 for s in head_strides]
+    assert out["kpt"].shape[1] == out["cls"].shape[1] == sum(counts)
+    assert out["strides"].tolist() == [float(s) for s in head_strides for _ in range((160 // s) ** 2)]
+    model.deploy = True
+    boxes, *_ = model(torch.randn(1, 3, 160, 160))
+    assert boxes.shape == (1, sum(counts), 4)
+
+
 def test_width_multiplier_changes_backbone_channels():
     small = build_model(ModelConfig(width=0.35, tasks=["det"]), META)
     large = build_model(ModelConfig(width=1.4, tasks=["det"]), META)

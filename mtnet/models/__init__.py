@@ -16,6 +16,7 @@ def build_model(cfg: ModelConfig, meta: DatasetMeta) -> MultiTaskNet:
         head_channels=cfg.head_channels,
         seg_channels=cfg.seg_channels,
         pan=cfg.pan,
+        head_strides=tuple(cfg.head_strides),
     )
 
 

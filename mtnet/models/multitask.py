@@ -11,7 +11,8 @@ are ``model.output_names()``:
   (logits stay at stride 4: upsampling 21 channels to the input size in-graph cost more than the pose
   head; ``mtnet.decode.decode_segmentation`` and apps resize them bilinearly to the view they draw)
 
-A = sum over strides 8/16/32 of (H/s)*(W/s), ordered level by level, row-major inside a level.
+A = sum over the head strides (default 8/16/32; ``model.head_strides``) of (H/s)*(W/s), ordered level by
+level, row-major inside a level.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .heads.segmentation import SegmentationHead
 from .mobilenetv2 import MobileNetV2
 from .neck import FPNLite
 
-STRIDES = (8, 16, 32)
+PYRAMID_STRIDES = (8, 16, 32)  # P3..P5 of the neck
 
 
 def anchor_points(
@@ -56,6 +57,7 @@ class MultiTaskNet(nn.Module):
         head_channels: int = 64,
         seg_channels: int = 64,
         pan: bool = False,
+        head_strides: tuple[int, ...] = PYRAMID_STRIDES,
     ):
         super().__init__()
         tasks = [t for t in ("det", "seg", "pose") if t in tasks]
@@ -76,7 +78,8 @@ class MultiTaskNet(nn.Module):
         self.seg_head = SegmentationHead(neck_channels, seg_channels, len(meta.seg_classes)) if "seg" in tasks else None
         self.deploy = False
         self.seg_output = "logits"  # deploy mode: "logits" or "argmax"
-        self.strides = STRIDES
+        self.strides = tuple(head_strides)
+        self._head_levels = [PYRAMID_STRIDES.index(s) for s in self.strides]
 
     def output_names(self) -> list[str]:
         names = []
@@ -94,12 +97,13 @@ class MultiTaskNet(nn.Module):
         pyramid, c2 = self.neck(feats)
         out: dict[str, torch.Tensor] = {}
         if self.det_head is not None:
-            shapes = [(int(p.shape[2]), int(p.shape[3])) for p in pyramid]
+            levels = [pyramid[i] for i in self._head_levels]
+            shapes = [(int(p.shape[2]), int(p.shape[3])) for p in levels]
             points, strides = anchor_points(shapes, self.strides, images.device)
-            out["cls"], out["box"] = self.det_head(pyramid)
+            out["cls"], out["box"] = self.det_head(levels)
             out["points"], out["strides"] = points, strides
             if self.pose_head is not None:
-                out["kpt"] = self.pose_head(pyramid, planar=self.deploy)
+                out["kpt"] = self.pose_head(levels, planar=self.deploy)
         if self.seg_head is not None:
             out["seg"] = self.seg_head(pyramid[0], c2)
         return self._deploy_outputs(out, images) if self.deploy else out
