@@ -24,7 +24,6 @@ import torch
 from mtnet.data.coco import CocoSource, load_json
 from mtnet.data.transforms import letterbox, normalize
 from mtnet.engine.checkpoint import load_model_from_checkpoint
-
 from mtnet.losses.boxes import box_iou_pairwise
 from mtnet.models.heads.detection import distances_to_boxes, distances_to_pixels
 from mtnet.models.heads.pose import keypoints_to_pixels

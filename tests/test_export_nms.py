@@ -28,13 +28,20 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
     After one epoch every anchor scores about the 0.01 prior (ties everywhere), so which boxes any NMS keeps
     would hinge on tie order. Here the class logits are a fixed random projection of the real head features,
     centred and scaled to a standard deviation of 2 over the anchors of two val images: distinct scores
-    from the real network on real images.
+    from the real network on real images. The heads read strides 8/16/32 (the default; the quickstart
+    config of ``tiny_run``, exported in test_export.py, reads stride 8 only): the same weights, so both
+    anchor layouts go through the converters.
     """
     from mtnet.engine.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
     from mtnet.infer.predictor import TorchBackend
 
-    src = tiny_run / "best.pt"
+    state = load_checkpoint(tiny_run / "best.pt")
+    state["config"]["model"]["head_strides"] = [8, 16, 32]
+    folder = tmp_path_factory.mktemp("spread")
+    src = folder / "multilevel.pt"
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, src)
     model, _ = load_model_from_checkpoint(src)
+    assert model.strides == (8, 16, 32)
     val = CocoSource(synthetic_root, "val")
     feats: list[torch.Tensor] = []
     hook = model.det_head.cls_pred.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
@@ -48,7 +55,7 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
     weights = state["ema"]["module"] if state.get("ema") else state["model"]
     weights["det_head.cls_pred.weight"] = w.float()[:, :, None, None]
     weights["det_head.cls_pred.bias"] = (-(f @ w.T).mean(0) - 2.0).float()
-    dst = tmp_path_factory.mktemp("spread") / "spread.pt"
+    dst = folder / "spread.pt"
     save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, dst)
     return dst
 
