@@ -25,6 +25,7 @@ from mtnet.data.coco import CocoSource, load_json
 from mtnet.data.transforms import letterbox, normalize
 from mtnet.engine.checkpoint import load_model_from_checkpoint
 from mtnet.losses.boxes import box_iou_pairwise
+from mtnet.losses.pose import keypoint_similarity
 from mtnet.models.heads.detection import distances_to_boxes, distances_to_pixels
 from mtnet.models.heads.pose import keypoints_to_pixels
 
@@ -47,10 +48,10 @@ def area_of(box: np.ndarray, candidates: list[tuple[list[float], float]]) -> flo
 
 
 def oks(pred: np.ndarray, gt: np.ndarray, area: float, sigmas: np.ndarray) -> float:
-    """COCO's object keypoint similarity over the labelled keypoints."""
-    v = gt[:, 2] > 0
-    d2 = ((pred - gt[:, :2]) ** 2).sum(1)
-    return float(np.exp(-d2 / (2 * area * (2 * sigmas) ** 2 + np.spacing(1)))[v].mean())
+    """COCO's object keypoint similarity over the labelled keypoints (the training loss's formula)."""
+    sim = keypoint_similarity(torch.from_numpy(pred[None]), torch.from_numpy(gt[None]), torch.tensor([area]),
+                              torch.from_numpy(sigmas))[0]
+    return float(sim[torch.from_numpy(gt[:, 2] > 0)].mean())
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
     if source.keypoints_path is None:
         raise SystemExit(f"{args.data}: no person_keypoints_{args.split}.json")
     areas = person_areas(source.keypoints_path)
-    sigmas = np.array(model.meta.keypoint_sigmas)
+    sigmas = np.array(model.meta.keypoint_sigmas, dtype=np.float32)
     person = model.meta.keypoint_class
     rows: list[dict] = []  # one per (person, choice): choice = "deployed" or a stride
     for i in range(len(source)):

@@ -6,14 +6,19 @@ import torch
 from torch.nn import functional as F
 
 
+def keypoint_similarity(pred_xy: torch.Tensor, gt: torch.Tensor, area: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """COCO's per-keypoint similarity exp(-d² / (2 s² k²)), s² = area, k = 2σ; [N, K]. OKS is its mean over
+    the labelled keypoints. ``pred_xy`` [N, K, 2], ``gt`` [N, K, 3], ``area`` [N], ``sigmas`` [K]."""
+    d2 = (pred_xy - gt[..., :2]).pow(2).sum(-1)
+    return torch.exp(-d2 / ((2 * sigmas).pow(2) * (area[:, None] + 1e-9) * 2))
+
+
 def oks_loss(pred_xy: torch.Tensor, gt: torch.Tensor, area: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """1 - OKS per labelled keypoint, averaged with a per-instance factor so persons with few labelled
-    keypoints are not down-weighted. ``pred_xy`` [N, K, 2], ``gt`` [N, K, 3], ``area`` [N], ``sigmas`` [K]."""
+    keypoints are not down-weighted (shapes as in ``keypoint_similarity``)."""
     labelled = (gt[..., 2] > 0).float()
-    d2 = (pred_xy - gt[..., :2]).pow(2).sum(-1)
-    e = d2 / ((2 * sigmas).pow(2) * (area[:, None] + 1e-9) * 2)
     factor = labelled.shape[1] / (labelled.sum(1, keepdim=True) + 1e-9)
-    return (factor * (1 - torch.exp(-e)) * labelled).mean()
+    return (factor * (1 - keypoint_similarity(pred_xy, gt, area, sigmas)) * labelled).mean()
 
 
 def visibility_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
