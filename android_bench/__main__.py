@@ -1,4 +1,4 @@
-"""``python -m android_bench MODEL.tflite ... --benchmark-binary ./benchmark_model``."""
+"""``python -m mtnet.android_bench MODEL.tflite ... --benchmark-binary ./benchmark_model``."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``mtnet bench-android`` / ``python -m android_bench``: parse arguments, sweep each device, report."""
+"""``mtnet bench-android`` / ``python -m mtnet.android_bench``: parse arguments, sweep each device, report."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m android_bench",
+    p = argparse.ArgumentParser(prog="python -m mtnet.android_bench",
                                 description="Profile .tflite files on Android phones over adb.")
     add_arguments(p)
     args = p.parse_args(argv)

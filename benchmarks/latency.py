@@ -50,8 +50,8 @@ class _Backbone(nn.Module):
 
 
 def _tflite(model: nn.Module, imgsz: int, work: Path, *, quantize: bool) -> dict[str, Path]:
-    from export.onnx import export_onnx
-    from export.tflite import convert_onnx_to_tflite
+    from mtnet.export.onnx import export_onnx
+    from mtnet.export.tflite import convert_onnx_to_tflite
 
     work.mkdir(parents=True)
     onnx_path = work / "model.onnx"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
+from mtnet.calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
 from mtnet.errors import UserError
 
 from .nms import NMSOptions

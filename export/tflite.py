@@ -212,7 +212,7 @@ def _run_float_tail_quant(saved_model: Path, calibration_npy: Path, nodes: list[
     """``quantize_with_float_tail`` in a child process (TensorFlow's memory goes away with it)."""
     kwargs = {"saved_model": str(saved_model), "calibration_npy": str(calibration_npy), "nodes": nodes,
               "op_types": op_types, "per_tensor": per_tensor, "dst": str(dst), "int8_input_dst": str(int8_input_dst)}
-    code = "import json, sys\nfrom export.tflite import quantize_with_float_tail\nquantize_with_float_tail(**json.loads(sys.argv[1]))"
+    code = "import json, sys\nfrom mtnet.export.tflite import quantize_with_float_tail\nquantize_with_float_tail(**json.loads(sys.argv[1]))"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], env=env, capture_output=True, text=True,
                           timeout=timeout_s)
     if proc.returncode != 0 or not dst.is_file() or not int8_input_dst.is_file():

@@ -21,7 +21,6 @@ import yaml
 from .decode import NMS_IOU
 from .errors import UserError
 
-PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 
 
 class ConfigError(UserError, ValueError):
@@ -300,18 +299,25 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """A path on disk, or the name of a packaged config (``quickstart`` -> mtnet/configs/quickstart.yaml)."""
+    """A path on disk, or the name of a packaged config (``quickstart`` -> configs/quickstart.yaml)."""
     p = Path(path)
     if p.is_file():
         return p
-    packaged = PACKAGED_CONFIGS / (p.name if p.suffix else f"{p.name}.yaml")
+    packaged = _packaged_configs_dir() / (p.name if p.suffix else f"{p.name}.yaml")
     if packaged.is_file():
         return packaged
     raise ConfigError(f"config file not found: {path} (packaged configs: {', '.join(list_packaged_configs())})")
 
 
+def _packaged_configs_dir() -> Path:
+    """The installed ``mtnet.configs`` package (the repository's configs/ folder)."""
+    from . import configs
+
+    return Path(configs.__file__).parent
+
+
 def list_packaged_configs() -> list[str]:
-    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+    return sorted(p.stem for p in _packaged_configs_dir().glob("*.yaml"))
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -221,7 +221,7 @@ def test_apk_mode_reads_results_from_logcat(models, adb_port, standin, tmp_path,
 
 def test_dry_run_prints_commands_and_touches_nothing(models, benchmark_binary, tmp_path):
     start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "android_bench", str(models[0]), "--benchmark-binary",
+    p = subprocess.run([sys.executable, "-m", "mtnet.android_bench", str(models[0]), "--benchmark-binary",
                         str(benchmark_binary), "--serial", "R58M123", "--threads", "4", "--delegates", "gpu",
                         "--taskset", "f0", "--dry-run", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, timeout=120, cwd=HERE.parent)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from android_bench.adb import getprop
-from android_bench.facts import parse_facts
-from android_bench.parse import parse_output, parse_stat
+from mtnet.android_bench.adb import getprop
+from mtnet.android_bench.facts import parse_facts
+from mtnet.android_bench.parse import parse_output, parse_stat
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
 

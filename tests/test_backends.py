@@ -13,8 +13,8 @@ from mtnet.errors import UserError
 
 @pytest.fixture(scope="module")
 def onnx_export(tiny_run, tmp_path_factory):
-    from export.metadata import build_model_json
-    from export.onnx import export_onnx
+    from mtnet.export.metadata import build_model_json
+    from mtnet.export.onnx import export_onnx
     from mtnet.engine.checkpoint import load_model_from_checkpoint
 
     model, _ = load_model_from_checkpoint(tiny_run / "best.pt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
+from mtnet.calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
 from mtnet.data.coco import CocoSource
 from mtnet.errors import UserError
 

@@ -82,7 +82,7 @@ def _val_batch(root: Path, n: int = 4) -> np.ndarray:
 
 
 def test_parity_against_pytorch_on_val_images(exported, tiny_run, synthetic_root):
-    from export.parity import compare_outputs
+    from mtnet.export.parity import compare_outputs
     from mtnet.engine.checkpoint import load_model_from_checkpoint
     from mtnet.infer.backends import load_backend
     from mtnet.infer.predictor import TorchBackend
@@ -112,8 +112,8 @@ def _check_doc(doc: dict) -> None:
 def test_metadata_read_back_from_every_file(exported):
     import onnx
 
-    from export.coreml import read_coreml_metadata
-    from export.metadata import METADATA_KEY, read_tflite_metadata
+    from mtnet.export.coreml import read_coreml_metadata
+    from mtnet.export.metadata import METADATA_KEY, read_tflite_metadata
 
     _check_doc(json.loads((exported / "model.json").read_text()))
     props = {p.key: p.value for p in onnx.load(str(exported / "model.onnx")).metadata_props}
@@ -142,7 +142,7 @@ def test_int8_keeps_box_and_keypoint_decode_in_float(exported):
     off), so the int8 model computes the box/keypoint decode (softplus, x stride) in float32, convs in int8."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.metadata import read_tflite_metadata
+    from mtnet.export.metadata import read_tflite_metadata
 
     interp = Interpreter(model_path=str(exported / "model_int8.tflite"))
     dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
@@ -196,7 +196,7 @@ def test_gpu_check_flags_incompatible_op(exported, tmp_path):
     (the pinned analyzer alone passes it, hence the op-set check in ``export.compat``)."""
     import tensorflow as tf
 
-    from export.compat import check_gpu_compatibility
+    from mtnet.export.compat import check_gpu_compatibility
 
     @tf.function(input_signature=[tf.TensorSpec([10, 4], tf.float32), tf.TensorSpec([10], tf.float32)])
     def nms(boxes, scores):
@@ -213,8 +213,8 @@ def test_gpu_check_flags_incompatible_op(exported, tmp_path):
 def test_failed_export_leaves_previous_export_intact(exported, tiny_run, tmp_path, monkeypatch):
     import shutil
 
-    import export.report
-    from export.pipeline import ExportOptions, export_checkpoint
+    import mtnet.export.report
+    from mtnet.export.pipeline import ExportOptions, export_checkpoint
 
     target = tmp_path / "tiny"
     shutil.copytree(exported, target)

@@ -117,7 +117,7 @@ def _assert_same_detections(got: np.ndarray, got_kpt: np.ndarray, ref, *, box_to
 def test_nms_lands_as_builtin_tflite_op_and_is_documented(nms_export):
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.metadata import read_tflite_metadata
+    from mtnet.export.metadata import read_tflite_metadata
 
     for name in ("model_float32.tflite", "model_int8.tflite"):
         ops = {op["op_name"] for op in Interpreter(model_path=str(nms_export / name))._get_ops_details()}

@@ -44,9 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration import QuantConfig
-    from export.nms import NMSOptions
-    from export.pipeline import ExportOptions, export_checkpoint
+    from mtnet.calibration import QuantConfig
+    from mtnet.export.nms import NMSOptions
+    from mtnet.export.pipeline import ExportOptions, export_checkpoint
 
     opts = ExportOptions(
         formats=args.formats, precisions=args.precision, imgsz=args.imgsz, seg_output=args.seg_output,

@@ -63,7 +63,7 @@ class LiteRTBackend:
     def __init__(self, path: str | Path, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        from export.metadata import read_tflite_metadata
+        from mtnet.export.metadata import read_tflite_metadata
 
         self.doc = read_tflite_metadata(path)
         self.imgsz = int(self.doc["input"]["imgsz"])

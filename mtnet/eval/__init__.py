@@ -1,0 +1,1 @@
+"""Evaluation: COCO box / keypoint AP and segmentation mIoU for any predictor backend."""
