@@ -22,7 +22,6 @@ from .decode import NMS_IOU
 from .errors import UserError
 
 
-
 class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the key."""
 
@@ -69,6 +68,8 @@ class SourceConfig:
     keypoints: str = ""  # coco: person_keypoints json; default annotations/person_keypoints_{split}.json
     images: str = ""  # coco: image folder ("{split}" is replaced); default <root>/<split>/ or images/<split>/
     seg: str = "auto"  # coco semantic masks: auto | stuffmaps | stuff | panoptic | polygons | none
+    classes: list[str] = field(default_factory=list)  # voc: class names in mask-index order (background first)
+    # for a folder without labelmap.txt; empty = labelmap.txt, else the 20 VOC 2012 classes (see data/voc.py)
 
 
 @dataclass

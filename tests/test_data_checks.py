@@ -116,3 +116,59 @@ def test_class_balanced_weights_follow_cui_et_al():
     assert np.allclose(w[:2], (1 / e) / (1 / e).sum() * 2) and w[2] == 1.0
     assert w[1] > w[0]  # the rare class weighs more
     assert np.allclose(effective_number_weights([5, 500], beta=0.0), 1.0)  # beta 0: no re-weighting
+
+
+def cut_short(path) -> None:
+    """Cut a JPEG or PNG a few bytes into its pixel data: the header still reads, the pixels end early."""
+    data = path.read_bytes()
+    start = data.find(b"\xff\xda") if data[:2] == b"\xff\xd8" else data.find(b"IDAT")
+    assert start > 0, path
+    path.write_bytes(data[: start + 16])
+
+
+def _jpeg_instead_of(root, split: str, index: int) -> str:
+    """Re-save image ``index`` of a written COCO split as a JPEG (both jsons follow); returns its file name."""
+    names = []
+    for kind in ("instances", "person_keypoints"):
+        path = root / "annotations" / f"{kind}_{split}.json"
+        data = json.loads(path.read_text())
+        im = data["images"][index]
+        png, im["file_name"] = im["file_name"], im["file_name"].replace(".png", ".jpg")
+        path.write_text(json.dumps(data))
+        names.append((png, im["file_name"]))
+    png, jpg = names[0]
+    Image.open(root / split / png).save(root / split / jpg, quality=95)
+    (root / split / png).unlink()
+    return jpg
+
+
+def test_check_decodes_every_image_and_label_map(tmp_path, capsys):
+    root = write_coco(tmp_path / "coco", "train", 6, stuff_maps=True)
+    jpg = _jpeg_instead_of(root, "train", 2)
+    cut_short(root / "train" / jpg)
+    label = sorted((root / "stuffthingmaps_trainval2017" / "train").glob("*.png"))[4]
+    cut_short(label)
+    assert Image.open(root / "train" / jpg).size == (64, 48)  # the header alone reads fine
+    fast = [i for i in check_coco(root, "train", decode=False) if i.severity == "error"]
+    assert fast == []  # what the header-only pass sees
+    issues = check_coco(root, "train")
+    assert any(i.file.endswith(jpg) and i.where == "image id 1002" and "cannot read image" in i.message
+               and "truncated" in i.message for i in issues), issues
+    assert any(i.file == str(label) and i.where == "image id 1004" and "cannot read mask" in i.message
+               for i in issues), issues
+    assert main(["data", "check", str(root), "--fast"]) == 0
+    assert main(["data", "check", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert jpg in out and label.name in out and "image id 1002" in out
+
+
+def test_check_voc_decodes_images_and_masks(tmp_path):
+    root = write_voc(tmp_path / "voc", "train", 4)
+    jpg = sorted((root / "JPEGImages").glob("*.jpg"))[1]
+    png = sorted((root / "SegmentationClass").glob("*.png"))[3]
+    cut_short(jpg)
+    cut_short(png)
+    assert not [i for i in check_voc(root, "train", decode=False) if i.severity == "error"]
+    issues = check_voc(root, "train")
+    assert any(i.file == str(jpg) and i.where == f"image id {jpg.stem}" and "truncated" in i.message for i in issues)
+    assert any(i.file == str(png) and "cannot read mask" in i.message for i in issues), issues

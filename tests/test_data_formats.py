@@ -128,10 +128,22 @@ VOC_PALETTE = [0, 0, 0] + [v for i in range(1, 256) for v in ((i * 37) % 256, (i
 
 
 def write_voc(root: Path, split: str = "train", n: int = 6, *, size=(64, 48), seed: int = 1,
-              seg_every: int = 1) -> Path:
-    """A VOCdevkit/VOC2012-style folder: JPEGImages, Annotations XML, SegmentationClass palette PNGs."""
+              seg_every: int = 1, labelmap: list[tuple[str, tuple[int, int, int]]] | None = None,
+              rgb_masks: bool = False) -> Path:
+    """A VOCdevkit/VOC2012-style folder: JPEGImages, Annotations XML, SegmentationClass palette PNGs.
+
+    ``labelmap``: the set's own (name, colour) classes, background first, written to ``labelmap.txt`` as
+    CVAT exports it; ``rgb_masks``: masks as RGB PNGs in those colours (CVAT) instead of palette indices.
+    """
     rng = np.random.default_rng(seed)
     w, h = size
+    if labelmap is not None:
+        lines = [f"{name}:{','.join(map(str, rgb))}::" for name, rgb in labelmap]
+        (root / "labelmap.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")
+    index = ({name: i for i, (name, _) in enumerate(labelmap)} if labelmap is not None
+             else {name: VOC_CLASSES.index(name) + 1 for name in ("person", "dog", "car")})
+    names = [name for name in index if name != "background"][:3]
     for d in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Main", "ImageSets/Segmentation"):
         (root / d).mkdir(parents=True, exist_ok=True)
     ids = []
@@ -145,8 +157,8 @@ def write_voc(root: Path, split: str = "train", n: int = 6, *, size=(64, 48), se
         for _ in range(int(rng.integers(1, 3))):
             ow, oh = int(rng.integers(10, 20)), int(rng.integers(10, 20))
             y = int(rng.integers(1, h - oh - 1))
-            name = ["person", "dog", "car"][int(rng.integers(3))]
-            label = VOC_CLASSES.index(name) + 1
+            name = names[int(rng.integers(len(names)))]
+            label = index[name]
             image[y:y + oh, x:x + ow] = (label * 10, 255 - label * 10, 100)
             mask[y:y + oh, x:x + ow] = label
             mask[y, x:x + ow] = IGNORE_INDEX  # the devkit's object border
@@ -157,7 +169,12 @@ def write_voc(root: Path, split: str = "train", n: int = 6, *, size=(64, 48), se
         (root / "Annotations" / f"{image_id}.xml").write_text(
             f"<annotation><filename>{image_id}.jpg</filename><size><width>{w}</width><height>{h}</height>"
             f"<depth>3</depth></size>{''.join(objs)}</annotation>")
-        if i % seg_every == 0:
+        if i % seg_every == 0 and rgb_masks:
+            colors = np.zeros((256, 3), np.uint8)
+            colors[: len(labelmap)] = [rgb for _, rgb in labelmap]
+            colors[IGNORE_INDEX] = (224, 224, 192)  # VOC's border colour
+            Image.fromarray(colors[mask]).save(root / "SegmentationClass" / f"{image_id}.png")
+        elif i % seg_every == 0:
             png = Image.fromarray(mask, mode="P")
             png.putpalette(VOC_PALETTE)
             png.save(root / "SegmentationClass" / f"{image_id}.png")
@@ -254,3 +271,45 @@ def test_instance_without_outline_is_ignored_not_background(tmp_path):
     mask = src.load(0).mask
     assert (mask[y:y + h, x:x + w] == IGNORE_INDEX).all()
     assert any(f"annotation id {ann['id']}: no 'segmentation'" in s for s in src.skipped)
+
+
+ROBOTS = [("background", (0, 0, 0)), ("ball", (250, 50, 50)), ("cone", (255, 160, 0)), ("robot", (60, 60, 230))]
+
+
+@pytest.mark.parametrize("rgb_masks", [True, False])
+def test_voc_classes_and_colours_from_labelmap(tmp_path, rgb_masks):
+    root = write_voc(tmp_path / "voc", labelmap=ROBOTS, rgb_masks=rgb_masks)
+    src = VocSource(root, "train")
+    assert src.meta.det_classes == ["ball", "cone", "robot"] and src.meta.det_category_ids == [1, 2, 3]
+    assert src.meta.seg_classes == ["background", "ball", "cone", "robot"]
+    for i in range(len(src)):
+        s = src.load(i)
+        for (x1, y1, x2, y2), label in zip(s.boxes.astype(int), s.labels, strict=True):
+            assert (s.mask[y1 + 1:y2, x1:x2] == label + 1).all()  # seg index = det label + 1 (background first)
+            assert (s.mask[y1, x1:x2] == IGNORE_INDEX).all()  # VOC's border, as colour or as index 255
+        assert set(np.unique(s.mask).tolist()) <= {0, 1, 2, 3, IGNORE_INDEX}
+
+
+def test_voc_classes_option_and_its_conflicts(tmp_path):
+    root = write_voc(tmp_path / "voc", labelmap=ROBOTS)
+    names = [n for n, _ in ROBOTS]
+    with pytest.raises(DataError, match="labelmap.txt lists .* classes option says"):
+        VocSource(root, "train", classes=["background", "robot", "ball", "cone"])
+    assert VocSource(root, "train", classes=names).meta.seg_classes == names  # agreeing: fine
+    (root / "labelmap.txt").unlink()
+    with pytest.raises(DataError, match="unknown class name 'ball'"):
+        VocSource(root, "train")  # VOC 2012 classes only when neither exists
+    assert VocSource(root, "train", classes=names).meta.det_classes == ["ball", "cone", "robot"]
+
+
+def test_voc_labelmap_and_colour_errors_name_the_file(tmp_path):
+    root = write_voc(tmp_path / "voc", labelmap=ROBOTS, rgb_masks=True)
+    png = sorted((root / "SegmentationClass").glob("*.png"))[0]
+    arr = np.asarray(Image.open(png)).copy()
+    arr[0, 0] = (1, 2, 3)
+    Image.fromarray(arr).save(png)
+    with pytest.raises(DataError, match=rf"{png.name}: colours \(1, 2, 3\) are not classes of .*labelmap.txt"):
+        VocSource(root, "train").load(0)
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\nball:250,50::\n")
+    with pytest.raises(DataError, match="labelmap.txt: line 3: expected 'name:r,g,b:parts:actions'"):
+        VocSource(root, "train")

@@ -77,7 +77,7 @@ def test_corrupt_image_names_the_file(synthetic_root, tmp_path):
     bad = root / "train/000000000002.jpg"
     bad.write_bytes(b"not a jpeg at all")
     src = CocoSource(root, "train")
-    with pytest.raises(DataError, match=r"000000000002\.jpg: cannot read image"):
+    with pytest.raises(DataError, match=r"000000000002\.jpg: image id 2: cannot read image"):
         src.load(1)
 
 

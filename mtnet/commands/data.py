@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("target", help="a YAML config (or packaged config name) or a COCO / VOC data folder")
         p.add_argument("--split", action="append", help="only these splits (repeatable; default: all found)")
     check.add_argument("--no-images", action="store_true", help="do not open image and mask files")
+    check.add_argument("--fast", action="store_true",
+                       help="read image and mask headers only (default: decode every file in full, in parallel)")
     check.add_argument("--warnings", action=argparse.BooleanOptionalAction, default=True, help="print warnings")
     stats.add_argument("--out", default="runs/data_stats", help="folder for the PNG plots and stats.json")
     stats.add_argument("--seg-images", type=int, default=200, help="masks read for segmentation frequencies")
@@ -82,9 +84,10 @@ def _check(args) -> int:
     errors = warnings = 0
     for t in resolve_targets(args.target, args.split):
         if t.type == "voc":
-            issues = check_voc(t.root, t.split, images=not args.no_images)
+            issues = check_voc(t.root, t.split, images=not args.no_images, decode=not args.fast, progress=True)
         else:
-            issues = check_coco(t.root, t.split, images=not args.no_images, **t.options)
+            issues = check_coco(t.root, t.split, images=not args.no_images, decode=not args.fast, progress=True,
+                                **t.options)
         e = sum(i.severity == "error" for i in issues)
         errors, warnings = errors + e, warnings + len(issues) - e
         for issue in issues:

@@ -32,7 +32,8 @@ def _fill(template: str, split: str) -> str | None:
 def open_source(sc: SourceConfig, split: str) -> CocoSource | VocSource:
     """Open one split of one configured source (paths may contain ``{split}``)."""
     if sc.type == "voc":
-        return VocSource(sc.root, split, image_set="segmentation" if sc.tasks == ["seg"] else "auto")
+        return VocSource(sc.root, split, image_set="segmentation" if sc.tasks == ["seg"] else "auto",
+                         classes=sc.classes or None)
     return CocoSource(sc.root, split, instances=_fill(sc.instances, split), keypoints=_fill(sc.keypoints, split),
                       image_dir=_fill(sc.images, split), seg=sc.seg if "seg" in sc.tasks else "none")
 
@@ -52,6 +53,8 @@ def validate_sources(sources: list[SourceConfig]) -> None:
             raise ConfigError(f"{key}.tasks: pose is learnt per person box, so it needs det too")
         if sc.seg not in SEG_MODES:
             raise ConfigError(f"{key}.seg: expected one of {list(SEG_MODES)}, got {sc.seg!r}")
+        if sc.classes and sc.type != "voc":
+            raise ConfigError(f"{key}.classes: only voc sources take a class list (coco reads its json's categories)")
     if not any(sc.val_split for sc in sources):
         raise ConfigError("data.sources: set val_split on at least one source (it is evaluated)")
 

@@ -341,7 +341,7 @@ class CocoSource:
     def load(self, index: int) -> Sample:
         rec = self.records[index]
         path = self.image_path(index)
-        image = read_image(str(path))
+        image = read_image(str(path), image_id=rec.info["id"])
         h, w = image.shape[:2]
         K = self.num_keypoints
         boxes = np.array([a["bbox"] for a in rec.anns], np.float32).reshape(-1, 4)

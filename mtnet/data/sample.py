@@ -36,16 +36,18 @@ class Sample:
                    keypoints=np.zeros((0, num_keypoints, 3), np.float32), mask=None, **kwargs)
 
 
-def read_image(path: str) -> np.ndarray:
-    """Read an image as RGB uint8; a missing or corrupt file raises DataError naming it."""
+def read_image(path: str, image_id: int | str | None = None) -> np.ndarray:
+    """Read an image as RGB uint8; a missing or corrupt file raises DataError naming it (and its data set
+    ``image_id`` when given, as ``mtnet data check`` does)."""
+    where = f"{path}: image id {image_id}" if image_id is not None else str(path)
     try:
         with Image.open(path) as im:
             im.load()
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
+        raise DataError(f"{where}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+        raise DataError(f"{where}: cannot read image ({e})") from None
 
 
 def read_label_png(path: str) -> np.ndarray:
