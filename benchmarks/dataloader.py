@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from mtnet.config import load_config
 from mtnet.data.build import build_sources, build_train_dataset
 from mtnet.data.dataset import collate
-from mtnet.data.transforms import normalize
+from mtnet.data.preprocess import normalize
 from mtnet.losses.criterion import MultiTaskCriterion
 from mtnet.models import build_model
 

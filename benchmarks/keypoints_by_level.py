@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtnet.checkpoint_io import load_model_from_checkpoint
 from mtnet.data.coco import CocoSource, load_json
-from mtnet.data.transforms import letterbox, normalize
-from mtnet.engine.checkpoint import load_model_from_checkpoint
+from mtnet.data.preprocess import letterbox, normalize
 from mtnet.losses.boxes import box_iou_pairwise
 from mtnet.losses.pose import keypoint_similarity
 from mtnet.models.heads.detection import distances_to_boxes, distances_to_pixels

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtnet.data.coco import CocoSource
-from mtnet.data.transforms import letterbox
+from mtnet.data.preprocess import letterbox, to_unit_range
 
 
 @dataclass
@@ -76,4 +76,4 @@ def select_representative(source: CocoSource, num: int, *, seed: int = 0, pool_f
 
 def calibration_images(source: CocoSource, indices: list[int], imgsz: int) -> np.ndarray:
     """Letterboxed RGB images as float32 NHWC in [0, 1] (onnx2tf applies MEAN/STD itself)."""
-    return np.stack([letterbox(source.load(i).image, imgsz)[0] for i in indices]).astype(np.float32) / 255.0
+    return to_unit_range(np.stack([letterbox(source.load(i).image, imgsz)[0] for i in indices]))

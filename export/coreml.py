@@ -7,7 +7,6 @@ pixels untouched. Conversion, saving and spec inspection work on Linux; ``predic
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,9 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtnet.data.transforms import MEAN, STD
-
-from .metadata import METADATA_KEY
+from mtnet.data.preprocess import mean_std
+from mtnet.modeljson import METADATA_KEY, dumps
 
 
 class _Normalized(nn.Module):
@@ -28,8 +26,9 @@ class _Normalized(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        mean, std = mean_std()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
 
     def forward(self, x: torch.Tensor):
         return self.model((x - self.mean) / self.std)
@@ -74,7 +73,7 @@ def quantize_weights_int8(mlmodel, doc: dict[str, Any]):
 
 
 def _describe(mlmodel, doc: dict[str, Any]) -> None:
-    mlmodel.user_defined_metadata[METADATA_KEY] = json.dumps(doc, separators=(",", ":"))
+    mlmodel.user_defined_metadata[METADATA_KEY] = dumps(doc)
     mlmodel.short_description = f"mtnet {'+'.join(doc['tasks'])} {doc['input']['imgsz']}px"
     mlmodel.input_description["images"] = "RGB image, letterboxed to the input size (pad bottom/right)"
     for spec in doc["outputs"]:
@@ -96,11 +95,3 @@ def save_mlpackage(mlmodel, path: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def read_coreml_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``model.json`` document stored in an ``.mlpackage``'s user-defined metadata (spec only)."""
-    import coremltools as ct
-
-    spec = ct.utils.load_spec(str(path))
-    return json.loads(spec.description.metadata.userDefined[METADATA_KEY])

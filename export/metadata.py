@@ -6,23 +6,21 @@ meaning, labels, keypoint names, skeleton. Each artifact carries the same docume
 (``io``) — e.g. onnx2tf makes some TFLite outputs NHWC or transposed, so ``io`` gives the permutation
 (``to_torch``) that restores the documented layout.
 
-TFLite: a ``Model.metadata`` entry named ``mtnet.model_json`` (a flatbuffer buffer holding UTF-8 JSON),
-and output tensors / signature outputs renamed to the documented names. CoreML: user-defined metadata
-key ``mtnet.model_json``.
+Where each file keeps the document, and reading it back, is ``mtnet.modeljson``; a TFLite file also gets
+its output tensors / signature outputs renamed to the documented names (:func:`rewrite_tflite`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtnet.data.transforms import MEAN, PAD_VALUE, STD
+from mtnet.data.preprocess import MEAN, PAD_VALUE, STD
 from mtnet.decode import NMS_IOU
+from mtnet.modeljson import embed_tflite
 
-METADATA_KEY = "mtnet.model_json"
 SCHEMA_VERSION = 1
 
 _MEANING = {
@@ -110,10 +108,6 @@ def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:
     }
 
 
-def _json_bytes(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
 def tflite_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Inputs and outputs of a .tflite as LiteRT reports them (name, shape, dtype, quantization)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -129,20 +123,13 @@ def tflite_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
             "outputs": [desc(d) for d in interp.get_output_details()]}
 
 
-def _read_model(path: str | Path):
-    """The .tflite flatbuffer as a mutable object tree (LiteRT's generated schema, no TensorFlow import)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    data = bytearray(Path(path).read_bytes())
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
-
-
 def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, str], input_name: str,
                    doc: dict[str, Any]) -> None:
     """Copy ``src`` to ``dst`` with outputs renamed (old tensor name -> new) and ``doc`` embedded."""
+    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    model = _read_model(src)
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(Path(src).read_bytes()), 0))
     graph = model.subgraphs[0]
     index_to_new: dict[int, str] = {}
     for i in graph.outputs:
@@ -155,26 +142,7 @@ def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, 
             tmap.name = index_to_new[tmap.tensorIndex].encode()
         for tmap in sig.inputs or []:
             tmap.name = input_name.encode()
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(_json_bytes(doc), np.uint8)
-    model.buffers.append(buf)
-    entry = schema.MetadataT()
-    entry.name = METADATA_KEY.encode()
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_KEY.encode()] + [entry]
-    import flatbuffers
-
+    embed_tflite(model, doc)
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     Path(dst).write_bytes(builder.Output())
-
-
-def read_tflite_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``model.json`` document embedded in a .tflite written by :func:`rewrite_tflite`."""
-    from mtnet.errors import UserError
-
-    model = _read_model(path)
-    for m in model.metadata or []:
-        if m.name.decode() == METADATA_KEY:
-            return json.loads(bytes(model.buffers[m.buffer].data).decode())
-    raise UserError(f"{path}: no '{METADATA_KEY}' metadata (not exported by mtnet export)")

@@ -8,15 +8,14 @@ emits a larger graph for onnx2tf to untangle. BatchNorm is folded by the exporte
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 
 import torch
 
-from mtnet.engine.checkpoint import atomic_write
+from mtnet.fileio import atomic_write
+from mtnet.modeljson import onnx_metadata_props
 
-from .metadata import METADATA_KEY
 from .nms import nms_constants_to_initializers
 
 OPSET = 17
@@ -28,8 +27,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, imgsz: int, *, doc: di
     """Write ``model``'s deploy graph (``model.deploy = True``) to ``path`` atomically.
 
     Input ``images``: float32 [batch, 3, imgsz, imgsz], normalised with MEAN/STD. Outputs are named
-    ``model.output_names()`` in that order. ``doc`` (``model.json``) is stored as the metadata prop
-    ``mtnet.model_json``.
+    ``model.output_names()`` in that order. ``doc`` (``model.json``) is stored in the metadata props
+    (``mtnet.modeljson``).
     """
     import onnx
 
@@ -49,7 +48,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, imgsz: int, *, doc: di
     nms_constants_to_initializers(proto)  # no-op without in-graph NMS (``--nms``)
     onnx.checker.check_model(proto)
     if doc is not None:
-        onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(doc, separators=(",", ":"))})
+        onnx.helper.set_model_props(proto, onnx_metadata_props(doc))
     path = Path(path)
     atomic_write(path, lambda tmp: onnx.save(proto, tmp))
     return path

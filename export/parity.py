@@ -44,24 +44,20 @@ class Float64Reference:
     """
 
     def __init__(self, model, imgsz: int):
-        import torch
-
-        from mtnet.data.transforms import MEAN, STD
-
         self.model = copy.deepcopy(model).double().eval()
         self.imgsz, self.meta = imgsz, model.meta
-        self.mean = torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-        self.std = torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1)
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double() / 255.0
+        from mtnet.data.preprocess import normalize
+
+        x = normalize(torch.from_numpy(np.ascontiguousarray(images)), torch.float64)
         was = self.model.deploy
         self.model.deploy = True
         try:
             with torch.inference_mode():
-                outs = self.model((x - self.mean) / self.std)
+                outs = self.model(x)
         finally:
             self.model.deploy = was
         return {n: o.numpy() for n, o in zip(self.model.output_names(), outs, strict=True)}

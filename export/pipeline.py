@@ -9,7 +9,6 @@ place at the end, so an interrupted export leaves nothing under the final name.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -87,8 +86,8 @@ def _size_mb(path: Path) -> float:
 def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", *, name: str | None = None,
                       options: ExportOptions | None = None) -> Path:
     """Export ``checkpoint`` into ``out_root/<name>/`` and return that folder."""
+    from mtnet.checkpoint_io import load_model_from_checkpoint
     from mtnet.data.coco import CocoSource
-    from mtnet.engine.checkpoint import load_model_from_checkpoint
 
     opts = options or ExportOptions()
     opts.validate()
@@ -136,6 +135,7 @@ def _swap_in(staged: Path, final: Path) -> None:
 def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_root: Path, out: Path,
          scratch: Path, bar) -> dict[str, Any]:
     from mtnet.infer.predictor import TorchBackend
+    from mtnet.modeljson import MODEL_JSON, write_model_json
 
     from .metadata import build_model_json
     from .nms import NMSDeploy
@@ -183,7 +183,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
         if art.format == "tflite" and art.precision == "int8" and art.metrics and fp32 and fp32.metrics:
             art.metrics["drop_vs_fp32"] = accuracy_drop(fp32.metrics, art.metrics)
     bar.update()
-    (out / "model.json").write_text(json.dumps(doc, indent=2))
+    write_model_json(out / MODEL_JSON, doc)
     return {
         "model": {"checkpoint": source, "imgsz": imgsz, "tasks": list(model.tasks), "width": cfg.model.width,
                   "params": int(sum(p.numel() for p in model.parameters())), "onnx_opset": OPSET,
@@ -196,7 +196,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
 
 
 def _val_images(val, imgsz: int, num: int) -> np.ndarray:
-    from mtnet.data.transforms import letterbox
+    from mtnet.data.preprocess import letterbox
 
     return np.stack([letterbox(val.load(i).image, imgsz)[0] for i in range(min(num, len(val)))])
 
@@ -204,7 +204,7 @@ def _val_images(val, imgsz: int, num: int) -> np.ndarray:
 def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_root: Path, out: Path,
                    scratch: Path, doc: dict, probe_images: np.ndarray) -> tuple[list[Artifact], dict | None]:
     from mtnet.data.coco import CocoSource
-    from mtnet.infer.backends import normalize_nhwc
+    from mtnet.data.preprocess import normalize_nhwc
 
     from .nms import NMS_FLOAT_TAIL_OUTPUTS, nms_ops
     from .tflite import FLOAT_TAIL_OUTPUTS, ConversionError, convert_onnx_to_tflite, finalize_tflite

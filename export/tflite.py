@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtnet.data.transforms import MEAN, STD
+from mtnet.data.preprocess import MEAN, STD, normalize_unit
 from mtnet.errors import UserError
+from mtnet.infer.quant import dequantize, dequantize_output, quantize_input
 
 from .onnx import INPUT_NAME
 
@@ -149,7 +150,7 @@ def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calib
         if "int8" not in files:
             raise ConversionError(f"onnx2tf wrote no integer-quantized model (log: {log})")
         return TFLiteFiles(files, work)
-    probe = np.ascontiguousarray(((calibration[:1] - np.float32(MEAN)) / np.float32(STD)).transpose(0, 3, 1, 2))
+    probe = np.ascontiguousarray(normalize_unit(calibration[:1]).transpose(0, 3, 1, 2))
     binding = bind_outputs(files["float32"], onnx_path, probe.astype(np.float32))
     tail_outputs = [t for t, (o, _) in binding.items() if o in float_tail]
     nodes = decode_tail_nodes(files["float32"], tail_outputs)
@@ -232,7 +233,7 @@ def quantize_with_float_tail(saved_model: str, calibration_npy: str, nodes: list
     import tensorflow as tf
     from tensorflow.lite.python.util import modify_model_io_type
 
-    images = (np.load(calibration_npy) - np.float32(MEAN)) / np.float32(STD)
+    images = normalize_unit(np.load(calibration_npy))
 
     def representative():
         for i in range(len(images)):
@@ -290,7 +291,7 @@ def remove_float_requantization(model_bytes: bytes) -> tuple[bytes, list[str]]:
         """A new float32 tensor holding the dequantized values of int8 constant tensor ``index``."""
         t = graph.tensors[index]
         raw = np.frombuffer(bytes(bytearray(model.buffers[t.buffer].data)), np.int8)
-        values = (raw.astype(np.float32) - np.float32(t.quantization.zeroPoint[0])) * np.float32(t.quantization.scale[0])
+        values = dequantize(raw, t.quantization.scale[0], t.quantization.zeroPoint[0])
         buf = schema.BufferT()
         buf.data = np.frombuffer(values.astype("<f4").tobytes(), np.uint8)
         model.buffers.append(buf)
@@ -379,18 +380,9 @@ def _run_tflite(path: Path, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
     interp = Interpreter(model_path=str(path))
     interp.allocate_tensors()
     d = interp.get_input_details()[0]
-    x = x_nhwc
-    if d["dtype"] != np.float32:
-        scale, zero = d["quantization"]
-        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(d["dtype"])
-    interp.set_tensor(d["index"], x)
+    interp.set_tensor(d["index"], quantize_input(x_nhwc, d))
     interp.invoke()
-    outs = {}
-    for o in interp.get_output_details():
-        y = interp.get_tensor(o["index"])
-        scale, zero = o["quantization"]
-        outs[o["name"]] = (y.astype(np.float32) - zero) * scale if scale else y
-    return outs
+    return {o["name"]: dequantize_output(interp.get_tensor(o["index"]), o) for o in interp.get_output_details()}
 
 
 def bind_outputs(tflite_path: str | Path, onnx_path: str | Path, probe_nchw: np.ndarray) -> dict[str, tuple[str, list[int]]]:

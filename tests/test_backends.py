@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtnet.data.coco import CocoSource
-from mtnet.data.transforms import letterbox, normalize
+from mtnet.data.preprocess import letterbox, normalize, normalize_nhwc
 from mtnet.errors import UserError
 
 
@@ -15,7 +15,8 @@ from mtnet.errors import UserError
 def onnx_export(tiny_run, tmp_path_factory):
     from mtnet.export.metadata import build_model_json
     from mtnet.export.onnx import export_onnx
-    from mtnet.engine.checkpoint import load_model_from_checkpoint
+
+    from mtnet.checkpoint_io import load_model_from_checkpoint
 
     model, _ = load_model_from_checkpoint(tiny_run / "best.pt")
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
@@ -23,12 +24,11 @@ def onnx_export(tiny_run, tmp_path_factory):
     return model, path
 
 
-def test_normalize_nhwc_matches_torch_normalize():
-    from mtnet.infer.backends import normalize_nhwc
-
-    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+def test_normalize_nhwc_is_bit_identical_to_torch_normalize():
+    images = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None, None], 3, axis=3)  # every value, every channel
     ref = normalize(torch.from_numpy(images)).permute(0, 2, 3, 1).numpy()
-    np.testing.assert_allclose(normalize_nhwc(images), ref, atol=1e-5)
+    got = normalize_nhwc(images)
+    assert got.dtype == np.float32 and np.array_equal(got, ref)
 
 
 def test_onnx_backend_equals_torch_backend_in_batches(onnx_export, synthetic_root):

@@ -12,8 +12,9 @@ from mtnet.config import AugmentConfig
 from mtnet.data.coco import CocoSource
 from mtnet.data.dataset import MultiTaskDataset
 from mtnet.data.mosaic import mixup
+from mtnet.data.preprocess import letterbox
 from mtnet.data.sample import IGNORE_INDEX
-from mtnet.data.transforms import TrainTransform, letterbox
+from mtnet.data.transforms import TrainTransform
 from tests.test_data_formats import COLORS, write_coco
 
 SIZE = 64

@@ -106,7 +106,7 @@ def test_trains_on_a_mix_with_mosaic_mixup_and_class_balance(tmp_path):
 
 
 def test_class_balanced_weights_reach_the_detection_loss(tmp_path):
-    from mtnet.data.transforms import normalize
+    from mtnet.data.preprocess import normalize
     from mtnet.losses.criterion import MultiTaskCriterion
     from mtnet.models import build_model
 

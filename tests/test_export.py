@@ -11,7 +11,7 @@ import pytest
 
 from mtnet.cli import main
 from mtnet.data.coco import CocoSource
-from mtnet.data.transforms import MEAN, STD, letterbox
+from mtnet.data.preprocess import MEAN, STD, letterbox
 from mtnet.eval.evaluator import METRIC_KEYS
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,8 @@ def _val_batch(root: Path, n: int = 4) -> np.ndarray:
 
 def test_parity_against_pytorch_on_val_images(exported, tiny_run, synthetic_root):
     from mtnet.export.parity import compare_outputs
-    from mtnet.engine.checkpoint import load_model_from_checkpoint
+
+    from mtnet.checkpoint_io import load_model_from_checkpoint
     from mtnet.infer.backends import load_backend
     from mtnet.infer.predictor import TorchBackend
 
@@ -110,20 +111,20 @@ def _check_doc(doc: dict) -> None:
 
 
 def test_metadata_read_back_from_every_file(exported):
-    import onnx
+    from mtnet.modeljson import read_coreml, read_model_json, read_onnx, read_tflite
 
-    from mtnet.export.coreml import read_coreml_metadata
-    from mtnet.export.metadata import METADATA_KEY, read_tflite_metadata
-
-    _check_doc(json.loads((exported / "model.json").read_text()))
-    props = {p.key: p.value for p in onnx.load(str(exported / "model.onnx")).metadata_props}
-    _check_doc(json.loads(props[METADATA_KEY]))
+    _check_doc(read_model_json(exported / "model.json"))
+    (exported / "model.json").rename(exported / "model.json.bak")  # the embedded copy, not the file beside it
+    try:
+        _check_doc(read_onnx(exported / "model.onnx"))
+    finally:
+        (exported / "model.json.bak").rename(exported / "model.json")
     for name in ("model_float32.tflite", "model_float16.tflite", "model_int8.tflite"):
-        doc = read_tflite_metadata(exported / name)
+        doc = read_tflite(exported / name)
         _check_doc(doc)
         assert {o["name"] for o in doc["io"]["outputs"]} == {"boxes", "scores", "keypoints", "seg"}
     for name in ("model.mlpackage", "model_int8w.mlpackage"):
-        _check_doc(read_coreml_metadata(exported / name))
+        _check_doc(read_coreml(exported / name))
 
 
 def test_tflite_outputs_are_named_and_input_is_nhwc(exported):
@@ -142,14 +143,14 @@ def test_int8_keeps_box_and_keypoint_decode_in_float(exported):
     off), so the int8 model computes the box/keypoint decode (softplus, x stride) in float32, convs in int8."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from mtnet.export.metadata import read_tflite_metadata
+    from mtnet.modeljson import read_tflite
 
     interp = Interpreter(model_path=str(exported / "model_int8.tflite"))
     dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()
     assert {"MUL", "EXP"} <= {op["op_name"] for op in ops if dtypes[op["outputs"][0]] == np.float32}
     assert all(dtypes[op["inputs"][0]] == np.int8 for op in ops if op["op_name"] == "CONV_2D")
-    layers = read_tflite_metadata(exported / "model_int8.tflite")["int8_float_layers"]
+    layers = read_tflite(exported / "model_int8.tflite")["int8_float_layers"]
     assert layers["outputs"] == ["boxes", "keypoints"] and layers["ops"]
     assert json.loads((exported / "model.json").read_text())["int8_float_layers"] == layers
 

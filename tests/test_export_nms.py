@@ -12,7 +12,7 @@ import torch
 
 from mtnet.cli import main
 from mtnet.data.coco import CocoSource
-from mtnet.data.transforms import letterbox
+from mtnet.data.preprocess import letterbox
 from mtnet.decode import decode_detections
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,8 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
     config of ``tiny_run``, exported in test_export.py, reads stride 8 only): the same weights, so both
     anchor layouts go through the converters.
     """
-    from mtnet.engine.checkpoint import load_checkpoint, load_model_from_checkpoint, save_checkpoint
+    from mtnet.checkpoint_io import load_checkpoint, load_model_from_checkpoint
+    from mtnet.engine.checkpoint import save_checkpoint
     from mtnet.infer.predictor import TorchBackend
 
     state = load_checkpoint(tiny_run / "best.pt")
@@ -80,16 +81,13 @@ def _run_litert(path: Path, image: np.ndarray) -> dict[str, np.ndarray]:
     """The .tflite as an app runs it: LiteRT interpreter, outputs looked up by name (NHWC float input)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from mtnet.infer.backends import normalize_nhwc
+    from mtnet.data.preprocess import normalize_nhwc
+    from mtnet.infer.quant import quantize_input
 
     interp = Interpreter(model_path=str(path))
     interp.allocate_tensors()
     (inp,) = interp.get_input_details()
-    x = normalize_nhwc(image[None])
-    if inp["dtype"] == np.int8:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-    interp.set_tensor(inp["index"], x)
+    interp.set_tensor(inp["index"], quantize_input(normalize_nhwc(image[None]), inp))
     interp.invoke()
     return {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
 
@@ -117,13 +115,13 @@ def _assert_same_detections(got: np.ndarray, got_kpt: np.ndarray, ref, *, box_to
 def test_nms_lands_as_builtin_tflite_op_and_is_documented(nms_export):
     from ai_edge_litert.interpreter import Interpreter
 
-    from mtnet.export.metadata import read_tflite_metadata
+    from mtnet.modeljson import read_tflite
 
     for name in ("model_float32.tflite", "model_int8.tflite"):
         ops = {op["op_name"] for op in Interpreter(model_path=str(nms_export / name))._get_ops_details()}
         assert "NON_MAX_SUPPRESSION_V4" in ops, ops
         assert not [o for o in ops if o.startswith("Flex") or o == "CUSTOM"], ops
-        doc = read_tflite_metadata(nms_export / name)
+        doc = read_tflite(nms_export / name)
         assert doc["nms_in_graph"] and doc["nms"]["tflite_ops"] == ["NON_MAX_SUPPRESSION_V4"]
         assert [o["name"] for o in doc["io"]["outputs"]] == NMS_OUTPUTS
     doc = json.loads((nms_export / "model.json").read_text())
@@ -139,7 +137,7 @@ def test_nms_lands_as_builtin_tflite_op_and_is_documented(nms_export):
 def test_nms_tflite_keeps_what_decode_keeps_on_val_images(nms_export, spread_checkpoint, synthetic_root):
     """The fp32 graph's kept boxes/scores/classes/keypoints = mtnet.decode's class-aware NMS on the
     PyTorch model's raw (non-NMS) outputs; also for the ONNX file (ONNX Runtime's NonMaxSuppression)."""
-    from mtnet.engine.checkpoint import load_model_from_checkpoint
+    from mtnet.checkpoint_io import load_model_from_checkpoint
     from mtnet.infer.backends import load_backend
     from mtnet.infer.predictor import TorchBackend
 

@@ -6,8 +6,9 @@ import torch
 from mtnet.config import LossConfig, ModelConfig
 from mtnet.data.coco import CocoSource
 from mtnet.data.dataset import collate
+from mtnet.data.preprocess import normalize
 from mtnet.data.sample import IGNORE_INDEX
-from mtnet.data.transforms import EvalTransform, normalize
+from mtnet.data.transforms import EvalTransform
 from mtnet.losses.assigner import task_aligned_assign
 from mtnet.losses.criterion import MultiTaskCriterion
 from mtnet.losses.segmentation import segmentation_loss, subsample_labels

@@ -15,8 +15,9 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from .preprocess import PAD_VALUE
 from .sample import IGNORE_INDEX, Sample
-from .transforms import PAD_VALUE, TrainTransform
+from .transforms import TrainTransform
 
 
 def _mask_or_ignore(s: Sample) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Augmentation (albumentations: boxes, masks and keypoints move together) and letterboxing.
+"""Augmentation (albumentations: boxes, masks and keypoints move together) and the eval letterbox.
 
 The horizontal flip is applied as its own albumentations step so we know when it happened and can swap
 left/right keypoints (a flipped left wrist becomes the right wrist). Each sample's randomness is seeded
@@ -10,40 +10,11 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 import numpy as np
-import torch
 
 from ..config import AugmentConfig
+from .preprocess import PAD_VALUE, letterbox
+from .preprocess import normalize as normalize  # re-exported for mtnet.engine.trainer
 from .sample import IGNORE_INDEX, Sample
-
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics on [0, 1] inputs; written into every export's metadata
-STD = (0.229, 0.224, 0.225)
-PAD_VALUE = 114
-
-
-def letterbox(image: np.ndarray, size: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """Resize the longer side to ``size`` and pad bottom/right; returns (image, mask, scale).
-
-    A point (x, y) of the input lands at (x * scale, y * scale); padding at top-left origin keeps the
-    inverse a single division, shared by every backend.
-    """
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = min(size, round(h * scale)), min(size, round(w * scale))
-    out = np.full((size, size, 3), PAD_VALUE, np.uint8)
-    out[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
-    out_mask = None
-    if mask is not None:
-        out_mask = np.full((size, size), IGNORE_INDEX, np.uint8)
-        out_mask[:nh, :nw] = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST) if (nh, nw) != (h, w) else mask
-    return out, out_mask, scale
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC batch -> float NCHW normalised with MEAN/STD (the network's input convention)."""
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 class TrainTransform:

@@ -8,27 +8,19 @@ the file (or, for ONNX, from the ``model.json`` beside it / the ONNX metadata pr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..data.meta import DatasetMeta
-from ..data.transforms import MEAN, STD
+from ..data.preprocess import normalize_nhwc
 from ..errors import UserError
-
-_MEAN = np.asarray(MEAN, np.float32) * 255.0
-_STD = np.asarray(STD, np.float32) * 255.0
+from ..modeljson import read_onnx, read_tflite
+from .quant import dequantize_output, quantize_input
 
 
 class BackendError(UserError):
-    """The exported file is missing, of an unknown kind, or lacks mtnet's metadata."""
-
-
-def normalize_nhwc(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> float32 NHWC normalised with MEAN/STD (same arithmetic as ``transforms.normalize``)."""
-    return ((images.astype(np.float32) - _MEAN) / _STD).astype(np.float32)
+    """The exported file is missing or of an unknown kind (one without model.json raises ``ModelJsonError``)."""
 
 
 class OnnxBackend:
@@ -41,7 +33,7 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        doc = _onnx_model_json(Path(path), self.session)
+        doc = read_onnx(path, self.session.get_modelmeta().custom_metadata_map)
         self.doc = doc
         self.imgsz = int(doc["input"]["imgsz"])
         self.meta = DatasetMeta.from_dict(doc["meta"])
@@ -63,9 +55,7 @@ class LiteRTBackend:
     def __init__(self, path: str | Path, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        from mtnet.export.metadata import read_tflite_metadata
-
-        self.doc = read_tflite_metadata(path)
+        self.doc = read_tflite(path)
         self.imgsz = int(self.doc["input"]["imgsz"])
         self.meta = DatasetMeta.from_dict(self.doc["meta"])
         self.interp = Interpreter(model_path=str(path), num_threads=threads)
@@ -79,19 +69,12 @@ class LiteRTBackend:
         self.interp.allocate_tensors()
 
     def _one(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if self.input["dtype"] != np.float32:  # int8 I/O: quantize with the input's scale / zero point
-            scale, zero = self.input["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(self.input["dtype"])
-        self.interp.set_tensor(self.input["index"], x)
+        self.interp.set_tensor(self.input["index"], quantize_input(x, self.input))
         self.interp.invoke()
         out = {}
         for name, perm in self.to_torch.items():
             d = self.outputs[name]
-            y = self.interp.get_tensor(d["index"])
-            scale, zero = d["quantization"]
-            if scale and np.issubdtype(y.dtype, np.integer) and d["dtype"] != np.int32:
-                y = (y.astype(np.float32) - zero) * np.float32(scale)
-            out[name] = np.transpose(y, perm)
+            out[name] = np.transpose(dequantize_output(self.interp.get_tensor(d["index"]), d), perm)
         return out
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -102,16 +85,6 @@ def _in_batches(run, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """Exported graphs have a fixed batch size: run ``x`` through ``run`` in chunks of it."""
     parts = [run(x[i : i + batch]) for i in range(0, len(x), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _onnx_model_json(path: Path, session: Any) -> dict[str, Any]:
-    props = session.get_modelmeta().custom_metadata_map
-    if "mtnet.model_json" in props:
-        return json.loads(props["mtnet.model_json"])
-    side = path.with_name("model.json")
-    if side.is_file():
-        return json.loads(side.read_text())
-    raise BackendError(f"{path}: no mtnet metadata (export it with `mtnet export`)")
 
 
 def load_backend(path: str | Path, threads: int = 1):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data.meta import DatasetMeta
-from ..data.transforms import letterbox, normalize
+from ..data.preprocess import letterbox, normalize
 from ..decode import NMS_IOU, Detections, decode_detections, decode_nms_outputs, decode_segmentation
 
 
@@ -68,7 +68,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> Predictor:
-        from ..engine.checkpoint import load_model_from_checkpoint
+        from ..checkpoint_io import load_model_from_checkpoint
 
         model, cfg = load_model_from_checkpoint(path, device=device)
         return cls(TorchBackend(model, cfg.data.imgsz, device), **kwargs)
