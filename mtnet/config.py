@@ -87,6 +87,9 @@ class DataConfig:
     cache: bool = False  # keep decoded train samples in RAM after epoch 1 (needs workers: 0); <= half of free RAM
     class_balance: bool = False  # class-balanced detection loss weights (Cui et al. 2019) from train counts
     class_balance_beta: float = 0.999  # beta of the effective number of samples (1 - beta^n) / (1 - beta)
+    on_error: str = "skip"  # a train image that fails to decode: skip (logged, replaced by the next sample,
+    # counted per epoch in metrics.csv) | stop (raise at once); hours into a run, one bad file should not end it
+    max_bad_fraction: float = 0.01  # stop with an error when more than this share of an epoch's samples was skipped
 
 
 @dataclass
@@ -362,6 +365,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.imgsz: must be a multiple of 32 (the network stride), got {cfg.data.imgsz}")
     if cfg.data.train_crop < 0 or cfg.data.train_crop % 32:
         raise ConfigError(f"data.train_crop: expected 0 or a multiple of 32, got {cfg.data.train_crop}")
+    if cfg.data.on_error not in ("stop", "skip"):
+        raise ConfigError(f"data.on_error: expected stop or skip, got {cfg.data.on_error!r}")
+    if not 0 <= cfg.data.max_bad_fraction <= 1:
+        raise ConfigError(f"data.max_bad_fraction: expected a fraction in [0, 1], got {cfg.data.max_bad_fraction}")
     if cfg.data.cache and cfg.data.workers > 0:
         raise ConfigError("data.cache: needs data.workers: 0 (worker processes restart every epoch and would "
                           "drop their cache); set data.cache=false to use worker processes")

@@ -55,6 +55,7 @@ def predict_files(model_path: str | Path, images: list[str | Path], out_dir: str
 
 def train_and_report(cfg: Config, *, resume: bool | str = False, progress: bool = True) -> dict:
     """Train, then evaluate ``best.pt`` on the val split and write ``metrics.json`` and ``examples.png``."""
+    from .engine.logging import read_rows
     from .engine.trainer import Trainer
     from .models import count_parameters
 
@@ -74,6 +75,9 @@ def train_and_report(cfg: Config, *, resume: bool | str = False, progress: bool 
         wall_s=time.perf_counter() - start, train_s=train_s, params=count_parameters(predictor.backend.model),
         imgsz=trainer.cfg.data.imgsz, tasks=list(trainer.model.tasks), epochs=trainer.cfg.train.epochs,
         checkpoint=str(best), run_dir=str(result.run_dir),
+        # unreadable train samples replaced per epoch (data.on_error: skip), and which (this process's run)
+        skipped_per_epoch=[int(r.get("skipped") or 0) for r in read_rows(result.run_dir / "metrics.csv")],
+        skipped_samples=list(trainer.skipped_samples),
     )
     write_metrics_json(_finite(metrics), result.run_dir / "metrics.json")
     return metrics

@@ -10,7 +10,9 @@ from torch.utils.data import Dataset
 
 from .meta import DatasetMeta
 from .mosaic import Mosaic, mixup
-from .sample import IGNORE_INDEX, Sample
+from .sample import IGNORE_INDEX, DataError, Sample
+
+MAX_REPLACEMENTS = 16  # consecutive unreadable samples before the data set is taken as broken
 
 
 class Source(Protocol):
@@ -28,11 +30,16 @@ class MultiTaskDataset(Dataset):
     Optional mosaic / mixup draw their partner images from the same source (``group_members``) so all
     parts label the same tasks. ``set_epoch`` turns them (and the transform's cutout) off for the last
     ``no_aug_epochs`` of ``total_epochs``, and advances a mixed source's sampling plan.
+
+    ``on_error="skip"``: a sample whose files fail to load (``DataError``) is replaced by the next index,
+    so the batch keeps its size and the run its determinism; the failures ride along in
+    ``extras["skipped"]`` because DataLoader workers are other processes: the trainer logs and counts them.
     """
 
     def __init__(self, source: Source, transform, seed: int = 0, *, mosaic: float = 0.0, mixup: float = 0.0,
-                 no_aug_epochs: int = 0, total_epochs: int = 0):
+                 no_aug_epochs: int = 0, total_epochs: int = 0, on_error: str = "stop"):
         self.source = source
+        self.on_error = on_error
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -53,7 +60,23 @@ class MultiTaskDataset(Dataset):
         return len(self.source)
 
     def __getitem__(self, index: int) -> Sample:
-        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        skipped: list[str] = []
+        for attempt in range(min(MAX_REPLACEMENTS, len(self))):
+            key = [self.seed, self.epoch, index] + ([attempt] if attempt else [])  # a replacement gets its own draw
+            try:
+                seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+                sample = self._item((index + attempt) % len(self), seed)
+            except DataError as e:
+                if self.on_error != "skip":
+                    raise
+                skipped.append(str(e))
+                continue
+            if skipped:
+                sample.extras = {**sample.extras, "skipped": skipped}
+            return sample
+        raise DataError(f"{len(skipped)} samples in a row failed to load; the last: {skipped[-1]}")
+
+    def _item(self, index: int, seed: int) -> Sample:
         if not self.strong or (self.mosaic_p <= 0 and self.mixup_p <= 0):
             return self.transform(self.source.load(index), seed)
         rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 COLUMNS = ["epoch", "step", "lr", "epoch_s", "loss", "cls", "box", "pose", "seg", "num_fg",
-           "bbox_AP", "bbox_AP50", "kpt_AP", "kpt_AP50", "mIoU", "fitness"]
+           "bbox_AP", "bbox_AP50", "kpt_AP", "kpt_AP50", "mIoU", "fitness", "skipped"]
 
 
 class MetricsCSV:

@@ -149,6 +149,7 @@ class Trainer:
         self.effective_batch = self.process_batch * self.dist.world_size
         shard = EpochSampler.shard_size(len(self.dataset), self.dist.world_size)
         self.steps_per_epoch = max(1, math.ceil(shard / self.process_batch))
+        self.epoch_samples = shard  # this process's samples per epoch (data.max_bad_fraction is a share of it)
         if tc.time_budget_min > 0 and tc.swa_epochs:
             raise ConfigError("train.time_budget_min cannot be combined with train.swa_epochs (the SWA phase is "
                               "placed by the epoch count, which the budget changes)")
@@ -163,6 +164,7 @@ class Trainer:
         self.best_fitness = -1.0
         self.last_metrics: dict = {}
         self.nonfinite_batches = 0  # batches the non-finite-loss guard skipped (this process's fit() calls)
+        self.skipped_samples: dict[str, None] = {}  # unreadable samples seen (data.on_error: skip), logged once
         if resume_state is not None:
             self._restore(resume_state)
 
@@ -280,13 +282,14 @@ class Trainer:
             loader = self.loader(skip=self.epoch_step * self.process_batch)
             num_batches = len(loader)
             sums: dict[str, float] = {}
-            count = 0
+            count = skipped = 0
             bar = tqdm(total=self.steps_per_epoch, initial=self.epoch_step, disable=not self.progress,
                        desc=f"epoch {self.epoch + 1}/{tc.epochs}", leave=False)
             micro = 0
             step_sums: dict[str, float] = {}
             try:
                 for i, batch in enumerate(loader):
+                    skipped = self._note_skips(batch, skipped)
                     # DDP all-reduces gradients only on the last micro-batch of an optimizer step
                     sync = micro + 1 == tc.accumulate or i + 1 == num_batches
                     with self._maybe_no_sync(not sync):
@@ -338,7 +341,8 @@ class Trainer:
             self._end_epoch_balancer()
             row = self._epoch_means(sums, count)
             row.update(epoch=self.epoch, step=self.step, lr=self.scheduler.get_last_lr()[0],
-                       epoch_s=time.perf_counter() - epoch_start)
+                       epoch_s=time.perf_counter() - epoch_start, skipped=int(distributed.all_reduce_sum_(
+                           torch.tensor([skipped], device=self.device)).item()))
             last_epoch = self.epoch + 1 == tc.epochs
             if self.swa and self.epoch >= tc.epochs - tc.swa_epochs:
                 self.swa.update(self.model)
@@ -387,6 +391,22 @@ class Trainer:
         if skip_sync and isinstance(ddp, DistributedDataParallel):
             return ddp.no_sync()
         return contextlib.nullcontext()
+
+    def _note_skips(self, batch: dict, skipped: int) -> int:
+        """Log each sample the data set replaced (once per message) and return the epoch's count so far;
+        more than ``data.max_bad_fraction`` of the epoch's samples bad means a broken set, not a bad file."""
+        failed = [m for extras in batch["extras"] for m in extras.get("skipped", ())]
+        for message in failed:
+            if message not in self.skipped_samples:
+                self.skipped_samples[message] = None
+                tqdm.write(f"skipped an unreadable sample (data.on_error: skip): {message}")
+        skipped += len(failed)
+        limit = self.cfg.data.max_bad_fraction
+        if skipped > limit * self.epoch_samples:
+            raise TrainingError(f"{skipped} of the {self.epoch_samples} samples of epoch {self.epoch + 1} could not be "
+                                f"read (data.max_bad_fraction: {limit:g}), e.g. {failed[-1]}; `mtnet data check` "
+                                "lists every unreadable file")
+        return skipped
 
     def _epoch_means(self, sums: dict[str, float], count: int) -> dict[str, float]:
         """Per-epoch mean of the logged losses over every process."""
