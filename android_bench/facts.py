@@ -2,6 +2,11 @@
 
 Read in one ``adb shell`` round trip (getprop + sysfs + ``dumpsys battery``) so it is cheap enough to repeat
 for the battery temperature between runs.
+
+Facts explain a number; they are not needed to measure it. Some shells are restricted or lack a tool
+(no ``getprop``, no ``dumpsys``, unreadable cpufreq), so a probe that fails or answers only in part keeps
+what it got, lists what it could not read in ``probe_problems`` (saved with every result) and the sweep
+goes on. Only a device that is gone stops it (``DeviceLostError`` from :meth:`Adb.shell`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,28 @@ def parse_facts(text: str, serial: str) -> dict[str, Any]:
     }
 
 
+def probe_problems(facts: dict[str, Any], rc: int, stderr: str) -> list[str]:
+    """What a facts probe could not read, in words (empty when it read everything it looks for)."""
+    problems = []
+    if facts["model"] is None and facts["android"] is None:
+        problems.append("no system properties (getprop)")
+    freqs = facts["cpu_max_freq_mhz"]
+    if not freqs:
+        problems.append("no CPU max frequencies (cpufreq)")
+    elif None in freqs:
+        problems.append(f"no max frequency of cpu {', '.join(str(i) for i, f in enumerate(freqs) if f is None)}")
+    if facts["battery_temp_c"] is None:
+        problems.append("no battery temperature (dumpsys battery)")
+    if rc != 0:
+        said = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
+        problems.append(f"the probe exited {rc}" + (f": {said[:200]}" if said else ""))
+    return problems
+
+
 def device_facts(adb: Adb) -> dict[str, Any]:
-    """Facts of ``adb.serial``; the ``name`` is the marketing model (folder name of the results)."""
-    return parse_facts(adb.shell(_FACTS_CMD).stdout, adb.serial or "")
+    """Facts of ``adb.serial``; the ``name`` is the marketing model (folder name of the results), or the
+    serial when the properties cannot be read. ``probe_problems`` lists what was missing."""
+    r = adb.shell(_FACTS_CMD, check=False)
+    facts = parse_facts(r.stdout, adb.serial or "")
+    facts["probe_problems"] = probe_problems(facts, r.rc, r.stderr)
+    return facts

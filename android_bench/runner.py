@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +245,9 @@ class DeviceSweep:
         adb, cfg = self.adb, self.cfg
         serial = adb.serial or "SERIAL"
         facts = {"name": serial, "serial": serial} if adb.dry_run else device_facts(adb)
+        if facts.get("probe_problems"):
+            print(f"warning: {serial}: device facts incomplete ({'; '.join(facts['probe_problems'])}); "
+                  "kept what was read, benchmarking anyway", file=sys.stderr)
         out_dir = cfg.out / safe_name(f"{facts.get('model') or facts['name']}_{serial}")
         stem, records = file_stamp(), []
         if cfg.resume and not adb.dry_run:

@@ -13,7 +13,9 @@ memory, op-profiling table, ``ERROR:`` lines for a delegate that cannot be appli
 what it reported to ``<sandbox>/reported.jsonl`` so tests can compare the parsed results with it.
 
 ``--stop-at-run N`` makes the stand-in vanish (sockets closed, process exits) when the N-th
-``benchmark_model`` command arrives: the unplugged phone of the fault test.
+``benchmark_model`` command arrives: the unplugged phone of the fault test. ``--drop-tool NAME``
+(repeatable) leaves that tool script out, so the device's shell answers ``NAME: not found`` (exit 127)
+like a phone with a restricted or stripped-down shell.
 """
 
 from __future__ import annotations
@@ -144,13 +146,13 @@ class Conn:
 
 
 class Server:
-    def __init__(self, port: int, sandbox: Path, stop_at_run: int | None = None):
+    def __init__(self, port: int, sandbox: Path, stop_at_run: int | None = None, drop_tools: tuple[str, ...] = ()):
         self.sandbox, self.stop_at_run, self.bench_runs = sandbox.resolve(), stop_at_run, 0
         self.stopping = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", port))
         self.listener.settimeout(0.2)
         self.conns: list[Conn] = []
-        make_device_tree(self.sandbox)
+        make_device_tree(self.sandbox, drop_tools)
 
     def to_host(self, text: str) -> str:
         for p in DEVICE_PATHS:
@@ -249,8 +251,8 @@ class Server:
                 c.sock.shutdown(socket.SHUT_RDWR)
 
 
-def make_device_tree(sandbox: Path) -> None:
-    """The device's folders, sysfs CPU facts, battery and the tool scripts, inside the sandbox."""
+def make_device_tree(sandbox: Path, drop_tools: tuple[str, ...] = ()) -> None:
+    """The device's folders, sysfs CPU facts, battery and the tool scripts (minus ``drop_tools``)."""
     (sandbox / "data/local/tmp").mkdir(parents=True, exist_ok=True)
     cpu = sandbox / "sys/devices/system/cpu"
     for i, khz in enumerate(CPU_MAX_FREQS_KHZ):
@@ -273,6 +275,9 @@ def make_device_tree(sandbox: Path) -> None:
         "logcat": f'[ "$1" = -c ] && : > {sandbox}/logcat.txt || cat {sandbox}/logcat.txt 2>/dev/null',
     }
     for name, body in scripts.items():
+        if name in drop_tools:
+            (bin_dir / name).unlink(missing_ok=True)
+            continue
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
 
@@ -455,8 +460,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--sandbox", type=Path, required=True)
     p.add_argument("--stop-at-run", type=int)
+    p.add_argument("--drop-tool", action="append", default=[], help="leave this tool out (getprop, dumpsys, ...)")
     a = p.parse_args(argv)
-    server = Server(a.port, a.sandbox, a.stop_at_run)
+    server = Server(a.port, a.sandbox, a.stop_at_run, tuple(a.drop_tool))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     print(f"standin listening on 127.0.0.1:{a.port}", flush=True)
     server.serve_forever()

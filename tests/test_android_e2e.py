@@ -80,11 +80,11 @@ def adb_port():
 
 
 class Standin:
-    def __init__(self, sandbox: Path, port: int, stop_at_run: int | None = None):
+    def __init__(self, sandbox: Path, port: int, stop_at_run: int | None = None, drop_tools: tuple[str, ...] = ()):
         self.sandbox, self.port = sandbox, port
         cmd = [sys.executable, str(HERE / "adb_standin.py"), "serve", "--port", str(port), "--sandbox", str(sandbox)]
-        self.proc = subprocess.Popen(cmd + (["--stop-at-run", str(stop_at_run)] if stop_at_run else []),
-                                     stdout=subprocess.PIPE, text=True)
+        cmd += ["--stop-at-run", str(stop_at_run)] if stop_at_run else []
+        self.proc = subprocess.Popen(cmd + [f"--drop-tool={t}" for t in drop_tools], stdout=subprocess.PIPE, text=True)
         assert "listening" in self.proc.stdout.readline()
 
     def reported(self) -> list[dict]:
@@ -102,8 +102,9 @@ class Standin:
 def standin(tmp_path):
     started: list[Standin] = []
 
-    def start(port: int | None = None, stop_at_run: int | None = None, sandbox: Path | None = None) -> Standin:
-        s = Standin(sandbox or tmp_path / "device", port or free_port(), stop_at_run)
+    def start(port: int | None = None, stop_at_run: int | None = None, sandbox: Path | None = None,
+              drop_tools: tuple[str, ...] = ()) -> Standin:
+        s = Standin(sandbox or tmp_path / "device", port or free_port(), stop_at_run, drop_tools)
         started.append(s)
         return s
 
@@ -204,6 +205,27 @@ def test_device_lost_mid_sweep_saves_runs_and_resume_finishes(models, benchmark_
     assert [r.to_dict() for r in records[:3]] == [r.to_dict() for r in done]
     assert len({r.key for r in records}) == 8
     assert len(dev2.reported()) == 3 + 5  # resumed runs only; nothing ran twice
+
+
+@pytest.mark.parametrize("dropped", [("getprop",), ("getprop", "dumpsys")])
+def test_device_without_getprop_is_still_benchmarked(models, benchmark_binary, adb_port, standin, tmp_path,
+                                                     bench_android, dropped):
+    dev = standin(drop_tools=dropped)  # with dumpsys gone too, the probe itself exits non-zero
+    out = tmp_path / "results"
+    p = bench_android(adb_port, str(models[0]), "--benchmark-binary", str(benchmark_binary), "--delegates", "xnnpack",
+                      "--connect", f"127.0.0.1:{dev.port}", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    warning = next(line for line in p.stderr.splitlines() if "device facts incomplete" in line)
+    assert "no system properties (getprop)" in warning and "benchmarking anyway" in warning
+    assert ("dumpsys" in warning) == ("dumpsys" in dropped)
+    [r] = read_results(next(out.glob("*/*.json")))[0]
+    [rep] = dev.reported()
+    assert r.status == "ok" and r.avg_ms == pytest.approx(rep["avg_us"] / 1000, rel=1e-5)
+    facts = r.device
+    assert facts["name"] == f"127.0.0.1:{dev.port}" and facts["model"] is None and facts["soc"] is None
+    assert facts["cpu_max_freq_mhz"] == [1803] * 4 + [2348] * 2 + [2850] * 2 and facts["governor"] == "schedutil"
+    assert facts["battery_temp_c"] == (None if "dumpsys" in dropped else pytest.approx(31.2))
+    assert facts["probe_problems"] and "getprop" in facts["probe_problems"][0]
 
 
 def test_apk_mode_reads_results_from_logcat(models, adb_port, standin, tmp_path, bench_android):
