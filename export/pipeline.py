@@ -37,7 +37,7 @@ class ExportOptions:
     imgsz: int | None = None  # default: the checkpoint's training size
     seg_output: str = "logits"  # or "argmax"
     quant: QuantConfig = field(default_factory=QuantConfig)
-    data_root: str | None = None  # default: the checkpoint's data root
+    data_root: str | None = None  # a COCO or VOC folder to calibrate and score on; default: the checkpoint's data
     parity_images: int = 8
     evaluate: bool = True
     bench_threads: tuple[int, ...] = (1, 2)
@@ -87,7 +87,7 @@ def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", 
                       options: ExportOptions | None = None) -> Path:
     """Export ``checkpoint`` into ``out_root/<name>/`` and return that folder."""
     from mtnet.checkpoint_io import load_model_from_checkpoint
-    from mtnet.data.coco import CocoSource
+    from mtnet.data.build import open_split
 
     opts = options or ExportOptions()
     opts.validate()
@@ -97,8 +97,7 @@ def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", 
         raise UserError(f"--nms needs the detection task; {checkpoint} has tasks {', '.join(model.tasks)}")
     imgsz = opts.imgsz or cfg.data.imgsz
     name = name or Path(checkpoint).resolve().parent.name
-    root = Path(opts.data_root or cfg.data.root)
-    val = CocoSource(root, cfg.data.val_split)
+    val = open_split(cfg, "val", data_root=opts.data_root, meta=model.meta)
     final = Path(out_root) / name
     final.parent.mkdir(parents=True, exist_ok=True)
     from .tflite import temp_work_dir
@@ -110,7 +109,7 @@ def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", 
         ["coreml"] if "coreml" in opts.formats else []) + ["checks", "report"]
     bar = tqdm(total=len(stages), desc="export", unit="stage", disable=not opts.progress)
     try:
-        report = _run(model, cfg, imgsz, str(checkpoint), opts, val, root, stage_dir, scratch, bar)
+        report = _run(model, cfg, imgsz, str(checkpoint), opts, val, stage_dir, scratch, bar)
         from .report import write_reports
 
         bar.set_description("export: report")
@@ -132,8 +131,9 @@ def _swap_in(staged: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_root: Path, out: Path,
+def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Path,
          scratch: Path, bar) -> dict[str, Any]:
+    from mtnet.data.build import describe_split
     from mtnet.infer.predictor import TorchBackend
     from mtnet.modeljson import MODEL_JSON, write_model_json
 
@@ -157,7 +157,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
     calib_info = None
     if "tflite" in opts.formats:
         bar.set_description("export: tflite (onnx2tf)")
-        tfl, calib_info = _export_tflite(onnx_path, imgsz, opts, cfg, data_root, out, scratch, doc, probe_images)
+        tfl, calib_info = _export_tflite(onnx_path, imgsz, opts, cfg, model.meta, out, scratch, doc, probe_images)
         artifacts += tfl
         bar.update()
     if "coreml" in opts.formats:
@@ -187,7 +187,8 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, data_roo
     return {
         "model": {"checkpoint": source, "imgsz": imgsz, "tasks": list(model.tasks), "width": cfg.model.width,
                   "params": int(sum(p.numel() for p in model.parameters())), "onnx_opset": OPSET,
-                  "seg_output": opts.seg_output, "val_split": f"{data_root}:{val.split} ({len(val)} images)",
+                  "seg_output": opts.seg_output,
+                  "val_split": f"{describe_split(cfg, 'val', data_root=opts.data_root)} ({len(val)} images)",
                   "pytorch_metrics": torch_metrics, "nms": doc.get("nms"),
                   "pytorch_fp32_vs_float64": torch_fp32_vs_fp64, "parity_images": len(probe_images)},
         "calibration": calib_info,
@@ -201,9 +202,9 @@ def _val_images(val, imgsz: int, num: int) -> np.ndarray:
     return np.stack([letterbox(val.load(i).image, imgsz)[0] for i in range(min(num, len(val)))])
 
 
-def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_root: Path, out: Path,
+def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, out: Path,
                    scratch: Path, doc: dict, probe_images: np.ndarray) -> tuple[list[Artifact], dict | None]:
-    from mtnet.data.coco import CocoSource
+    from mtnet.data.build import describe_split, open_split
     from mtnet.data.preprocess import normalize_nhwc
 
     from .nms import NMS_FLOAT_TAIL_OUTPUTS, nms_ops
@@ -212,10 +213,11 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, data_r
     q = opts.quant
     calib, calib_info = None, None
     if "int8" in opts.precisions and q.method == "full-int8":
-        train = CocoSource(data_root, cfg.data.train_split)
+        train = open_split(cfg, "train", data_root=opts.data_root, meta=meta)
         cov = select_representative(train, min(q.num_images, len(train)), seed=q.seed)
         calib = calibration_images(train, cov.indices, imgsz)
-        calib_info = {"method": q.method, "num_images": len(cov.indices), "split": cfg.data.train_split,
+        calib_info = {"method": q.method, "num_images": len(cov.indices),
+                      "split": describe_split(cfg, "train", data_root=opts.data_root),
                       "int8_io": q.int8_io, "quant_type": q.quant_type, "coverage": cov.__dict__}
     elif "int8" in opts.precisions:
         calib_info = {"method": q.method, "num_images": 0}

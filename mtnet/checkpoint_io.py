@@ -41,16 +41,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def _config(state: dict[str, Any], path: str | Path) -> Config:
+    try:
+        return config_from_dict(state["config"])
+    except (ConfigError, KeyError) as e:
+        raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
+
+
+def load_config_from_checkpoint(path: str | Path) -> Config:
+    """The training config stored in a checkpoint."""
+    return _config(load_checkpoint(path), path)
+
+
 def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiTaskNet, Config]:
     """Build the model described by a checkpoint, load its (EMA, for best.pt) weights; returns (model in eval
     mode on ``device``, the training config)."""
     from .models import build_model
 
     state = load_checkpoint(path, device)
-    try:
-        cfg = config_from_dict(state["config"])
-    except (ConfigError, KeyError) as e:
-        raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
+    cfg = _config(state, path)
     meta = DatasetMeta.from_dict(state["meta"])
     model = build_model(cfg.model, meta)
     weights = state["ema"]["module"] if state.get("ema") else state["model"]  # best.pt: "model" is already EMA

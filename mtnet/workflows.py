@@ -7,28 +7,36 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .data.coco import CocoSource
+from .checkpoint_io import load_config_from_checkpoint
+from .config import Config, DataConfig
+from .data.build import open_split
 from .data.sample import read_image
 from .decode import DISPLAY_CONF, NMS_IOU
+from .errors import UserError
 from .eval.evaluator import evaluate
 from .eval.report import write_metrics_json
 from .infer.predictor import Predictor
 from .infer.visualize import draw_prediction, save_grid
 
 
-def open_split(root: str | Path, split: str) -> CocoSource:
-    return CocoSource(root, split)
+def evaluate_model(model_path: str | Path, data_root: str | Path | None = None, split: str = "val", *,
+                   conf: float = 0.001, iou: float = NMS_IOU, max_det: int = 100, progress: bool = True) -> dict:
+    """Every task's metrics of a checkpoint or exported model.
 
-
-def evaluate_model(model_path: str | Path, data_root: str | Path, split: str, *, conf: float = 0.001,
-                   iou: float = NMS_IOU, max_det: int = 100, progress: bool = True) -> dict:
-    """COCO metrics of a checkpoint or exported model on a COCO-format split."""
+    ``data_root``: a COCO or VOC folder, ``split`` one of its splits. Without it a checkpoint (``.pt``) is
+    scored on its own config's data (``data.root`` or ``data.sources``), ``split`` being "val" or "train".
+    """
     predictor = Predictor.from_path(model_path, conf=conf, iou=iou, max_det=max_det, multi_label=True)
-    return evaluate(predictor, open_split(data_root, split), progress=progress)
+    if data_root is not None:
+        source = open_split(Config(data=DataConfig(root=str(data_root), val_split=split)), "val")
+    elif Path(model_path).suffix == ".pt":
+        source = open_split(load_config_from_checkpoint(model_path), split, meta=predictor.meta)
+    else:
+        raise UserError(f"{model_path}: an exported model does not know its data; pass a data folder (--data)")
+    return evaluate(predictor, source, progress=progress)
 
 
-def draw_examples(predictor: Predictor, source: CocoSource, out_path: str | Path, num: int = 8) -> None:
+def draw_examples(predictor: Predictor, source, out_path: str | Path, num: int = 8) -> None:
     """Predictions drawn on the first ``num`` images of ``source`` as one PNG grid."""
     images = [source.load(i).image for i in range(min(num, len(source)))]
     preds = predictor.predict(images)

@@ -7,16 +7,20 @@ folder (``annotations/instances_<split>.json`` ...; every split found) or a VOC 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..config import SourceConfig
 
 
 @dataclass
 class Target:
-    type: str  # coco | voc
-    root: Path
+    source: SourceConfig  # type (coco | voc), root, and for configured sources their file paths / classes
     split: str
-    options: dict = field(default_factory=dict)  # instances / keypoints / image_dir paths
+
+    @property
+    def name(self) -> str:
+        return f"{self.source.type} {self.source.root} [{self.split}]"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,22 +40,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _folder_targets(root: Path) -> list[Target]:
+    from ..data.build import folder_type
     from ..data.sample import DataError
 
-    if (root / "JPEGImages").is_dir():
+    if folder_type(root) == "voc":
         splits = sorted({p.stem for d in ("Main", "Segmentation") for p in (root / "ImageSets" / d).glob("*.txt")
                          if "_" not in p.stem})  # Main/<class>_<split>.txt are per-class lists
-        return [Target("voc", root, s) for s in splits]
+        return [Target(SourceConfig(type="voc", root=str(root)), s) for s in splits]
     ann = root / "annotations"
     splits = sorted({p.stem.split("_", 1)[1] if p.stem.startswith("instances_") else p.stem.split("_", 2)[2]
                      for p in list(ann.glob("instances_*.json")) + list(ann.glob("person_keypoints_*.json"))})
     if not splits:
         raise DataError(f"{root}: neither a COCO folder (annotations/instances_<split>.json) nor VOC (JPEGImages/)")
-    return [Target("coco", root, s) for s in splits]
+    return [Target(SourceConfig(type="coco", root=str(root)), s) for s in splits]
 
 
 def resolve_targets(target: str, splits: list[str] | None) -> list[Target]:
     from ..config import load_config
+    from ..data.build import folder_type
     from ..data.sample import DataError
 
     path = Path(target)
@@ -61,16 +67,14 @@ def resolve_targets(target: str, splits: list[str] | None) -> list[Target]:
         cfg = load_config(target)
         found = []
         if cfg.data.sources:
-            for sc in cfg.data.sources:
-                for split in dict.fromkeys(s for s in (sc.train_split, sc.val_split) if s):
-                    fill = {k: Path(v.replace("{split}", split)) for k, v in
-                            (("instances", sc.instances), ("keypoints", sc.keypoints), ("image_dir", sc.images)) if v}
-                    found.append(Target(sc.type, Path(sc.root), split, fill))
+            found = [Target(sc, split) for sc in cfg.data.sources
+                     for split in dict.fromkeys(s for s in (sc.train_split, sc.val_split) if s)]
         else:
-            found = [Target("coco", Path(cfg.data.root), s) for s in (cfg.data.train_split, cfg.data.val_split)]
+            root = SourceConfig(type=folder_type(cfg.data.root), root=cfg.data.root)
+            found = [Target(root, s) for s in (cfg.data.train_split, cfg.data.val_split)]
         for t in found:
-            if not t.root.is_dir():
-                raise DataError(f"{t.root}: data folder not found")
+            if not Path(t.source.root).is_dir():
+                raise DataError(f"{t.source.root}: data folder not found")
     if splits:
         found = [t for t in found if t.split in splits]
         if not found:
@@ -79,36 +83,30 @@ def resolve_targets(target: str, splits: list[str] | None) -> list[Target]:
 
 
 def _check(args) -> int:
-    from ..data.checks import check_coco, check_voc
+    from ..data.build import check_source
 
     errors = warnings = 0
     for t in resolve_targets(args.target, args.split):
-        if t.type == "voc":
-            issues = check_voc(t.root, t.split, images=not args.no_images, decode=not args.fast, progress=True)
-        else:
-            issues = check_coco(t.root, t.split, images=not args.no_images, decode=not args.fast, progress=True,
-                                **t.options)
+        issues = check_source(t.source, t.split, images=not args.no_images, decode=not args.fast, progress=True)
         e = sum(i.severity == "error" for i in issues)
         errors, warnings = errors + e, warnings + len(issues) - e
         for issue in issues:
             if issue.severity == "error" or args.warnings:
                 print(issue)
-        print(f"{t.type} {t.root} [{t.split}]: {e} errors, {len(issues) - e} warnings")
+        print(f"{t.name}: {e} errors, {len(issues) - e} warnings")
     print(f"total: {errors} errors, {warnings} warnings")
     return 1 if errors else 0
 
 
 def _stats(args) -> int:
-    from ..data.coco import CocoSource
+    from ..data.build import open_source
     from ..data.stats import compute_stats, format_table, write_plots
-    from ..data.voc import VocSource
 
     for t in resolve_targets(args.target, args.split):
-        source = VocSource(t.root, t.split) if t.type == "voc" else CocoSource(t.root, t.split, **t.options)
-        stats = compute_stats(source, seg_images=args.seg_images, beta=args.beta)
-        out = Path(args.out) / f"{t.root.name}_{t.split}"
+        stats = compute_stats(open_source(t.source, t.split), seg_images=args.seg_images, beta=args.beta)
+        out = Path(args.out) / f"{Path(t.source.root).name}_{t.split}"
         written = write_plots(stats, out)
-        print(f"== {t.type} {t.root} [{t.split}]")
+        print(f"== {t.name}")
         print(format_table(stats))
         print(f"wrote {', '.join(str(p) for p in written)} and {out / 'stats.json'}")
     return 0

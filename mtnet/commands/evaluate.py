@@ -1,4 +1,4 @@
-"""mtnet eval MODEL --data DIR [--split val]: COCO bbox AP, keypoint OKS-AP and mIoU of any model file."""
+"""mtnet eval MODEL [--data DIR] [--split val]: every task's metrics (box AP, keypoint OKS-AP, mIoU) of any model file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from ..decode import NMS_IOU
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint (.pt) or exported model")
-    p.add_argument("--data", required=True, help="COCO-format folder (annotations/instances_<split>.json ...)")
-    p.add_argument("--split", default="val")
+    p.add_argument("--data", help="COCO or VOC data folder (default, for a .pt: the data it was trained on)")
+    p.add_argument("--split", default="val", help="a split of --data; without --data: val or train")
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=NMS_IOU)
     p.add_argument("--json", help="also write the metrics to this JSON file")

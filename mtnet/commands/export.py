@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seg-output", choices=("logits", "argmax"), default="logits")
     p.add_argument("--out", default="exports", help="parent folder; artifacts go to OUT/NAME/")
     p.add_argument("--name", default=None, help="export name (default: the checkpoint's run folder name)")
-    p.add_argument("--data", default=None, help="COCO-format data root for calibration and accuracy "
-                                                "(default: the checkpoint's)")
+    p.add_argument("--data", default=None, help="COCO or VOC data folder for calibration and accuracy "
+                                                "(default: the checkpoint's data.root / data.sources)")
     q = p.add_argument_group("int8 quantization")
     q.add_argument("--quant", choices=("full-int8", "dynamic-range"), default="full-int8",
                    help="full-int8: calibrated PTQ of weights+activations; dynamic-range: int8 weights only")
