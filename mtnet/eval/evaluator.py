@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.coco import CocoSource
-from ..data.transforms import letterbox
+from ..data.preprocess import letterbox
 from ..infer.predictor import Predictor
 from .coco import coco_bbox_metrics, coco_keypoint_metrics, detections_to_coco
 from .segmentation import ConfusionMatrix
