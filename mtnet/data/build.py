@@ -16,10 +16,12 @@ the errors of every split are raised together: one round of fixes instead of one
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -166,8 +168,8 @@ def _open_splits(cfg: Config, splits: tuple[str, ...], *, data_root: str | Path 
     sc = SourceConfig(type=folder_type(root), root=str(root))
     names = {"train": cfg.data.train_split, "val": cfg.data.val_split}
     opened = open_all([(partial(open_source, sc, names[s]), partial(check_source, sc, names[s])) for s in splits])
-    return [_for_training(o, cache) if s == "train" else _with_box_ground_truth(o) for s, o in zip(splits, opened,
-                                                                                                    strict=True)]
+    pairs = zip(splits, opened, strict=True)
+    return [_for_training(o, cache) if s == "train" else _with_box_ground_truth(o) for s, o in pairs]
 
 
 def _open_sources(cfg: Config, splits: tuple[str, ...], meta: DatasetMeta | None, cache: bool) -> list[Any]:
@@ -215,9 +217,6 @@ def _with_box_ground_truth(source):
 @functools.cache
 def _scratch_dir() -> Path:
     """This process's folder for generated ground-truth files (removed at exit)."""
-    import atexit
-    import shutil
-
     path = Path(tempfile.mkdtemp(prefix="mtnet-gt-"))
     atexit.register(shutil.rmtree, path, True)
     return path
