@@ -63,7 +63,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     model, cfg = load_model_from_checkpoint(args.checkpoint)
-    if model.pose_head is None:
+    if "pose" not in model.tasks:
         raise SystemExit(f"{args.checkpoint}: the model has no pose head")
     source = CocoSource(args.data, args.split)
     if source.keypoints_path is None:

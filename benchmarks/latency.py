@@ -61,7 +61,8 @@ def _tflite(model: nn.Module, imgsz: int, work: Path, *, quantize: bool) -> dict
         torch.onnx.export(model.eval(), (torch.zeros(1, 3, imgsz, imgsz),), str(onnx_path), dynamo=False,
                           opset_version=17, input_names=["images"])
     calib = np.random.default_rng(0).random((8, imgsz, imgsz, 3), np.float32) if quantize else None
-    return convert_onnx_to_tflite(onnx_path, work / "conv", calibration=calib).files
+    tail = tuple(o.name for o in model.output_defs() if o.float_tail) if isinstance(model, MultiTaskNet) else ()
+    return convert_onnx_to_tflite(onnx_path, work / "conv", calibration=calib, float_tail=tail).files
 
 
 def _time(path: Path, threads: int, runs: int) -> float:

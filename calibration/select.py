@@ -13,6 +13,7 @@ import numpy as np
 
 from mtnet.data.coco import CocoSource
 from mtnet.data.preprocess import letterbox, to_unit_range
+from mtnet.tasks import get_task, list_tasks
 
 
 @dataclass
@@ -20,26 +21,15 @@ class Coverage:
     """What the chosen images contain; ``missing`` lists items present in the pool but not chosen (empty)."""
 
     indices: list[int]
-    det_classes: dict[str, int] = field(default_factory=dict)  # class -> images containing it
-    seg_classes: dict[str, int] = field(default_factory=dict)
-    tasks: dict[str, int] = field(default_factory=dict)
+    tasks: dict[str, int] = field(default_factory=dict)  # task -> chosen images showing it
+    classes: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> class -> chosen images with it
     missing: list[str] = field(default_factory=list)
 
 
 def _items(source: CocoSource, index: int) -> set[str]:
+    """What image ``index`` shows, as ``kind:name`` items each registered task declares."""
     sample = source.load(index)
-    meta = source.meta
-    items = {f"det:{meta.det_classes[int(label)]}" for label in sample.labels} if sample.has_det else set()
-    if len(sample.labels):
-        items.add("task:det")
-    if sample.has_pose and (sample.keypoints[..., 2] > 0).any():
-        items.add("task:pose")
-    if sample.mask is not None:
-        labels = np.unique(sample.mask)
-        items |= {f"seg:{meta.seg_classes[int(v)]}" for v in labels if v < len(meta.seg_classes)}
-        if len(labels):
-            items.add("task:seg")
-    return items
+    return set().union(*(get_task(n).calibration_items(sample, source.meta) for n in list_tasks()))
 
 
 def select_representative(source: CocoSource, num: int, *, seed: int = 0, pool_factor: int = 4) -> Coverage:
@@ -68,7 +58,7 @@ def select_representative(source: CocoSource, num: int, *, seed: int = 0, pool_f
     for i in chosen:
         for it in contents[i]:
             kind, name = it.split(":", 1)
-            target = {"det": cov.det_classes, "seg": cov.seg_classes, "task": cov.tasks}[kind]
+            target = cov.tasks if kind == "task" else cov.classes.setdefault(kind, {})
             target[name] = target.get(name, 0) + 1
     cov.missing = sorted(set(counts) - covered - {it for i in chosen for it in contents[i]})
     return cov

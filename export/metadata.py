@@ -23,26 +23,9 @@ from mtnet.modeljson import embed_tflite
 
 SCHEMA_VERSION = 1
 
-_MEANING = {
-    "boxes": "xyxy box per anchor in input pixels (grid and stride applied in-graph)",
-    "scores": "per-class probability (sigmoid) per anchor; decode with a threshold + class-aware NMS",
-    "keypoints": "per anchor, K x (x, y, visibility): x, y in input pixels, visibility probability",
-    "seg_logits": "per-class segmentation logits at stride 4 (input size / 4): resize bilinearly (half-pixel "
-                  "centres) to the input size or your view, then argmax",
-    "seg_argmax": "per-pixel class label at input size",
-    # graphs exported with in-graph NMS (``--nms``)
-    "detections": "kept detections after in-graph class-aware NMS, descending score: x1, y1, x2, y2 (input "
-                  "pixels), score, class label (float); rows past num_detections are zero",
-    "num_detections": "number of valid rows of detections (int32)",
-    "nms_keypoints": "keypoints of each kept detection (same rows as detections): K x (x, y, visibility), x, y "
-                     "in input pixels; rows past num_detections are zero",
-}
-_AXES = {"boxes": "B,A,4", "scores": "B,A,C", "keypoints": "B,A,K*3", "detections": "B,max_det,6",
-         "num_detections": "B"}
-
-
 def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
-    """Name, shape, dtype and meaning of each deploy output (torch / ONNX layout), in order."""
+    """Name, shape, dtype, axes and meaning of each deploy output (torch / ONNX layout), in order; shapes and
+    dtypes from a traced forward, the rest from the tasks' ``OutputDef``s (``model.output_defs()``)."""
     import torch
 
     was = model.deploy
@@ -52,15 +35,9 @@ def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
             outs = model.eval()(torch.zeros(1, 3, imgsz, imgsz))
     finally:
         model.deploy = was
-    names = model.output_names()
-    nms = "detections" in names
-    specs = []
-    for name, t in zip(names, outs, strict=True):
-        key = f"seg_{model.seg_output}" if name == "seg" else ("nms_keypoints" if nms and name == "keypoints" else name)
-        axes = "B,max_det,K*3" if key == "nms_keypoints" else _AXES.get(name, "B,S,H,W" if t.ndim == 4 else "B,H,W")
-        specs.append({"name": name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
-                      "axes": axes, "meaning": _MEANING[key]})
-    return specs
+    return [{"name": o.name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "axes": o.axes,
+             "meaning": o.meaning, **({"float_tail": True} if o.float_tail else {})}
+            for o, t in zip(model.output_defs(), outs, strict=True)]
 
 
 def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@
    ``max_det``), which onnx2tf 1.28.8 lowers to TFLite's builtin ``NON_MAX_SUPPRESSION_V4`` with
    ``pad_to_max_output_size`` (``NMS_TFLITE_OP``; checked on the written file by :func:`nms_ops`);
 4. fixed-size outputs: ``detections`` [B, max_det, 6] (x1, y1, x2, y2 in input pixels, score, class),
-   rows past ``num_detections`` [B] (int32) are zero; ``keypoints`` [B, max_det, K*3] of the kept
-   detections when pose is on; ``seg`` unchanged.
+   rows past ``num_detections`` [B] (int32) are zero; every other per-anchor output (``keypoints`` [B,
+   max_det, K*3] with pose) keeps the rows of the kept detections; dense outputs (``seg``) are unchanged.
 
 onnx2tf's padded NMS drops the op's own valid-count output and pads the selected indices with 0, so the
 count is recomputed in-graph: index 0 of the top-k list is the highest score, hence selected first
@@ -27,18 +27,17 @@ the network and hands the tail to the CPU; export without ``--nms`` for a fully 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from mtnet.decode import NMS_IOU
+from mtnet.tasks import OutputDef
 
 NMS_TFLITE_OP = "NON_MAX_SUPPRESSION_V4"
-NMS_OUTPUTS = ("detections", "num_detections")
-# outputs whose ops after the last convs stay float32 in the int8 model (see export.tflite)
-NMS_FLOAT_TAIL_OUTPUTS = ("detections", "keypoints")
+DETECTION_OUTPUTS = ("boxes", "scores")  # the detection task's outputs that NMS replaces
 
 
 @dataclass(frozen=True)
@@ -142,13 +141,27 @@ class NMSDeploy(nn.Module):
                 "class_aware": True, "multi_label": False, "onnx_op": "NonMaxSuppression",
                 "expected_tflite_op": NMS_TFLITE_OP, "gpu_delegate": False}
 
+    def output_defs(self) -> list[OutputDef]:
+        """The NMS outputs replace ``boxes`` / ``scores``; other tasks' per-anchor outputs keep the rows of
+        the kept detections, dense outputs pass through."""
+        defs = [
+            OutputDef("detections", "B,max_det,6", "kept detections after in-graph class-aware NMS, descending "
+                      "score: x1, y1, x2, y2 (input pixels), score, class label (float); rows past num_detections "
+                      "are zero", per_anchor=True, float_tail=True),
+            OutputDef("num_detections", "B", "number of valid rows of detections (int32)"),
+        ]
+        for o in self.model.output_defs():
+            if o.name in DETECTION_OUTPUTS:
+                continue
+            if o.per_anchor:
+                o = replace(o, axes=o.axes.replace("B,A,", "B,max_det,"),
+                            meaning=f"{o.meaning}; rows of the kept detections (same rows as detections), rows past "
+                                    "num_detections are zero")
+            defs.append(o)
+        return defs
+
     def output_names(self) -> list[str]:
-        names = list(NMS_OUTPUTS)
-        if "pose" in self.model.tasks:
-            names.append("keypoints")
-        if "seg" in self.model.tasks:
-            names.append("seg")
-        return names
+        return [o.name for o in self.output_defs()]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Deploy outputs -> fixed-size NMS outputs.
@@ -189,12 +202,15 @@ class NMSDeploy(nn.Module):
                          torch.cat([top[:, None], zero]).index_select(0, rows),
                          torch.cat([cls.to(torch.float32)[:, None], zero]).index_select(0, rows)], 1)
         results = [det.reshape(1, opts.max_det, 6), num.to(torch.int32).reshape(1)]
-        if "keypoints" in outs:
-            kpt = outs["keypoints"].reshape(num_anchors, -1).index_select(0, idx)  # [k, K*3]
-            kpt = torch.cat([kpt, zero.repeat(1, kpt.shape[1])]).index_select(0, rows)
-            results.append(kpt.reshape(1, opts.max_det, -1))
-        if "seg" in outs:
-            results.append(outs["seg"])
+        for o in self.model.output_defs():
+            if o.name in DETECTION_OUTPUTS:
+                continue
+            if not o.per_anchor:
+                results.append(outs[o.name])
+                continue
+            rows_of = outs[o.name].reshape(num_anchors, -1).index_select(0, idx)  # [k, D]
+            rows_of = torch.cat([rows_of, zero.repeat(1, rows_of.shape[1])]).index_select(0, rows)
+            results.append(rows_of.reshape(1, opts.max_det, -1))
         return tuple(results)
 
 def nms_constants_to_initializers(proto) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mtnet.calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
 from tqdm import tqdm
 
-from mtnet.calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
 from mtnet.errors import UserError
 
 from .nms import NMSOptions
@@ -207,8 +207,8 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
     from mtnet.data.build import describe_split, open_split
     from mtnet.data.preprocess import normalize_nhwc
 
-    from .nms import NMS_FLOAT_TAIL_OUTPUTS, nms_ops
-    from .tflite import FLOAT_TAIL_OUTPUTS, ConversionError, convert_onnx_to_tflite, finalize_tflite
+    from .nms import nms_ops
+    from .tflite import ConversionError, convert_onnx_to_tflite, finalize_tflite
 
     q = opts.quant
     calib, calib_info = None, None
@@ -222,7 +222,7 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
     elif "int8" in opts.precisions:
         calib_info = {"method": q.method, "num_images": 0}
     # with --nms the float tail is everything after the last convs up to the NMS outputs (decode + NMS)
-    tail = NMS_FLOAT_TAIL_OUTPUTS if opts.nms is not None else FLOAT_TAIL_OUTPUTS
+    tail = tuple(o["name"] for o in doc["outputs"] if o.get("float_tail"))
     conv = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type,
                                   float_tail=tail)
     files = conv.files
@@ -288,11 +288,12 @@ def _export_coreml(model, imgsz: int, opts: ExportOptions, out: Path, doc: dict)
 
 
 def _evaluate(backend, val, opts: ExportOptions) -> dict[str, Any]:
-    from mtnet.eval.evaluator import METRIC_KEYS, evaluate
+    from mtnet.eval.evaluator import evaluate
     from mtnet.infer.predictor import Predictor
+    from mtnet.tasks import metric_keys
 
     metrics = evaluate(Predictor(backend, conf=0.001, multi_label=True), val, progress=False)
-    return {k: metrics.get(k) for k in METRIC_KEYS} | {"num_images": metrics["num_images"]}
+    return {k: metrics.get(k) for k in metric_keys(backend.tasks)} | {"num_images": metrics["num_images"]}
 
 
 def _check(art: Artifact, path: Path, reference, probe_images: np.ndarray, val, opts: ExportOptions,

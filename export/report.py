@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtnet.engine.checkpoint import atomic_write
-
-_METRICS = ("bbox_AP", "bbox_AP50", "kpt_AP", "kpt_AP50", "mIoU")
+from mtnet.fileio import atomic_write
+from mtnet.tasks import metric_keys
 
 
 def _pct(v: Any) -> str:
@@ -80,7 +79,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Export report: `{m['checkpoint']}`", "",
              f"Input {m['imgsz']}x{m['imgsz']}, tasks {', '.join(m['tasks'])}, width {m['width']}, "
              f"{m['params'] / 1e6:.2f} M parameters, ONNX opset {m['onnx_opset']}, seg output {m['seg_output']}.",
-             f"Accuracy: COCO bbox AP / AP50, keypoint OKS AP / AP50, mIoU (%) on {m['val_split']}, same evaluator "
+             f"Accuracy: each task's headline metrics (%) on {m['val_split']}, same evaluator "
              "and decoder for every artifact (conf 0.001, multi-label).", ""]
     nms = m.get("nms")
     if nms:
@@ -91,16 +90,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"Accuracy here goes through that NMS (single-label, score > {nms['conf']}), so it is lower than an export "
             "without --nms evaluated at conf 0.001 multi-label. NMS graphs are not GPU-delegate compatible by design "
             "(NON_MAX_SUPPRESSION_V4, TOPK_V2, ARG_MAX run on the CPU); the GPU check is for exports without --nms."]
-    header = "| artifact | precision | size MB | " + " | ".join(_METRICS) + " | parity vs PyTorch (max abs) | GPU delegate | median ms 1T | median ms 2T |"
+    keys = metric_keys(m["tasks"])
+    header = "| artifact | precision | size MB | " + " | ".join(keys) + " | parity vs PyTorch (max abs) | GPU delegate | median ms 1T | median ms 2T |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     pm = m.get("pytorch_metrics") or {}
-    lines.append("| PyTorch (reference) | fp32 | – | " + " | ".join(_pct(pm.get(k)) for k in _METRICS) + " | – | – | – | – |")
+    lines.append("| PyTorch (reference) | fp32 | – | " + " | ".join(_pct(pm.get(k)) for k in keys) + " | – | – | – | – |")
     for a in report["artifacts"]:
         metrics = a.get("metrics") or {}
         gpu = "–" if a["gpu_compatible"] is None else ("yes" if a["gpu_compatible"] else "NO: " + "; ".join(a["gpu_issues"]))
         lat = a.get("latency_ms") or {}
         lines.append(f"| {a['file']} | {a['precision']} | {a['size_mb']:.2f} | "
-                     + " | ".join(_pct(metrics.get(k)) for k in _METRICS)
+                     + " | ".join(_pct(metrics.get(k)) for k in keys)
                      + f" | {_parity_cell(a.get('parity'))} | {gpu} | {lat.get('1', '–')} | {lat.get('2', '–')} |")
     drops = [(a["file"], a["metrics"]["drop_vs_fp32"]) for a in report["artifacts"]
              if (a.get("metrics") or {}).get("drop_vs_fp32")]
@@ -113,8 +113,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if cal:
         lines += ["", f"Calibration: {cal['method']}, {cal['num_images']} images"
                   + (f" from the {cal['split']} split, {cal['quant_type']} weights, int8 I/O: {cal['int8_io']}; "
-                     f"covers detection classes {sorted(cal['coverage']['det_classes'])}, segmentation classes "
-                     f"{sorted(cal['coverage']['seg_classes'])}, tasks {sorted(cal['coverage']['tasks'])}"
+                     f"covers tasks {sorted(cal['coverage']['tasks'])}; "
+                     + "; ".join(f"{task} classes {sorted(names)}" for task, names in cal["coverage"]["classes"].items())
                      if "coverage" in cal else "")]
     notes = sorted({f"{a['file']}: {n}" for a in report["artifacts"] for n in a.get("notes", [])})
     if notes:

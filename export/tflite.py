@@ -7,8 +7,8 @@ child processes: onnx2tf needs its own working directory (it looks for, and othe
 calibration sample there — we place a local one so nothing is downloaded), and TensorFlow's memory goes
 away with them.
 
-The shipped int8 model keeps the in-graph decode tails (``FLOAT_TAIL_OUTPUTS``: every op between the
-last convolution and the ``boxes`` / ``keypoints`` outputs) in float32: TF 2.21's PTQ calibrator
+The shipped int8 model keeps the in-graph decode tails (the outputs a task marks ``float_tail``: every op
+between the last convolution and e.g. the ``boxes`` / ``keypoints`` outputs) in float32: TF 2.21's PTQ calibrator
 records the softplus distances tensor (real range [0, ~17] stride units) with the range of the
 ``* stride`` product that follows it ([-510, 296] px), so int8 stepped distances by 3.2 strides (boxes
 up to ~50 px off, bbox AP50 -1.8 points). These are a few element-wise ops on [1, A, 4|51] tensors.
@@ -50,7 +50,6 @@ VARIANTS = {
 }
 _ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 # ONNX outputs whose decode (after the last conv) stays float32 in the int8 model; see the module docstring
-FLOAT_TAIL_OUTPUTS = ("boxes", "keypoints")
 _STOP_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 
 
@@ -92,7 +91,7 @@ def _script(kwargs: dict) -> str:
 
 
 def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calibration: np.ndarray | None = None,
-                           quant_type: str = "per-channel", float_tail: tuple[str, ...] = FLOAT_TAIL_OUTPUTS,
+                           quant_type: str = "per-channel", float_tail: tuple[str, ...] = (),
                            timeout_s: float = 1800) -> TFLiteFiles:
     """Run onnx2tf on ``onnx_path`` inside ``work_dir``; returns the variant files written there.
 

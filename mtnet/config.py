@@ -100,6 +100,7 @@ class LossConfig:
     seg_resolution: str = "input"  # input: logits upsampled to the labels (exact boundaries) | logits: labels
     # subsampled to the logits' stride-4 grid (16x fewer pixels: ~40 ms less per CPU step at 192 px, batch 16)
     pose: float = 1.0  # weight of the keypoint loss (OKS + visibility)
+    task_weights: dict[str, float] = field(default_factory=dict)  # weights of plug-in tasks by name (default 1)
     balance: str = "fixed"  # fixed | uncertainty (learned log-variances) | dwa (dynamic weight averaging)
 
 
@@ -168,9 +169,6 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-VALID_TASKS = ("det", "seg", "pose")
-
-
 def _dataclass_type(tp: Any) -> type | None:
     """Return the dataclass inside ``tp`` (handles ``X | None``)."""
     if dataclasses.is_dataclass(tp):
@@ -206,6 +204,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return _build(dc, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        inner = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, inner, f"{key}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -350,9 +353,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def validate(cfg: Config) -> None:
     """Value checks that types alone cannot express."""
-    bad = [t for t in cfg.model.tasks if t not in VALID_TASKS]
+    from .tasks import list_tasks  # the registry imports torch: only when a config is checked
+
+    valid = list_tasks()
+    bad = [t for t in cfg.model.tasks if t not in valid]
     if bad or not cfg.model.tasks:
-        raise ConfigError(f"model.tasks: expected a non-empty subset of {list(VALID_TASKS)}, got {cfg.model.tasks}")
+        raise ConfigError(f"model.tasks: expected a non-empty subset of the registered tasks {valid}, got {cfg.model.tasks}")
     if not 0.1 <= cfg.model.width <= 2.0:
         raise ConfigError(f"model.width: expected 0.35-1.4, got {cfg.model.width}")
     if not cfg.model.head_strides or sorted(set(cfg.model.head_strides)) != list(cfg.model.head_strides) \

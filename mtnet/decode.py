@@ -26,6 +26,7 @@ class Detections:
     scores: np.ndarray  # [N]
     labels: np.ndarray  # [N] contiguous class labels
     keypoints: np.ndarray | None = None  # [N, K, 3] x, y pixels and visibility probability
+    index: np.ndarray | None = None  # [N] row of each detection in the raw per-anchor outputs (anchor or NMS row)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -36,7 +37,7 @@ class Detections:
         if self.keypoints is not None:
             kp = self.keypoints.copy()
             kp[..., :2] /= factor
-        return Detections(self.boxes / factor, self.scores, self.labels, kp)
+        return Detections(self.boxes / factor, self.scores, self.labels, kp, self.index)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -100,7 +101,7 @@ def decode_detections(
     if keypoints is not None:
         kp = np.asarray(keypoints, np.float32)
         kp = kp.reshape(kp.shape[0], -1, 3)[anchor_idx]
-    return Detections(boxes[anchor_idx], cand_scores[keep], labels[keep].astype(np.int64), kp)
+    return Detections(boxes[anchor_idx], cand_scores[keep], labels[keep].astype(np.int64), kp, anchor_idx)
 
 
 def decode_nms_outputs(
@@ -122,7 +123,7 @@ def decode_nms_outputs(
     kp = None
     if keypoints is not None:
         kp = np.asarray(keypoints, np.float32)[keep].reshape(len(keep), -1, 3)
-    return Detections(det[keep, :4], det[keep, 4], det[keep, 5].round().astype(np.int64), kp)
+    return Detections(det[keep, :4], det[keep, 4], det[keep, 5].round().astype(np.int64), kp, keep)
 
 
 def upsample_logits(logits: np.ndarray, size: int) -> np.ndarray:
@@ -142,3 +143,11 @@ def decode_segmentation(seg: np.ndarray, size: int | None = None) -> np.ndarray:
     if size is not None and seg.shape[1:] != (size, size):
         seg = upsample_logits(seg, size)
     return seg.argmax(0).astype(np.uint8)
+
+
+def unletterbox_mask(labels: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """Crop the letterbox padding off a label map and resize it (nearest) to the original image size."""
+    h, w = shape
+    nh, nw = min(labels.shape[0], round(h * scale)), min(labels.shape[1], round(w * scale))
+    crop = labels[:nh, :nw]
+    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST) if (nh, nw) != (h, w) else crop

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mtnet.android_bench.adb import getprop
 from mtnet.android_bench.facts import parse_facts
 from mtnet.android_bench.parse import parse_output, parse_stat

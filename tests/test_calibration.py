@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mtnet.calibration import QuantConfig, accuracy_drop, calibration_images, select_representative
+
 from mtnet.data.coco import CocoSource
 from mtnet.errors import UserError
 
@@ -14,11 +14,11 @@ def test_small_set_still_covers_every_class_and_task(synthetic_root):
     train = CocoSource(synthetic_root, "train")
     cov = select_representative(train, 4, seed=0)
     assert len(cov.indices) == len(set(cov.indices)) == 4
-    assert set(cov.det_classes) == set(train.meta.det_classes)
+    assert set(cov.classes["det"]) == set(train.meta.det_classes)
     assert set(cov.tasks) == {"det", "seg", "pose"}
     assert cov.missing == []
     # a random pick of the same size is not guaranteed to cover: the greedy cover is doing work
-    seen_seg = {c for c, n in cov.seg_classes.items() if n}
+    seen_seg = {c for c, n in cov.classes["seg"].items() if n}
     assert seen_seg == set(train.meta.seg_classes)
 
 

@@ -12,7 +12,7 @@ import pytest
 from mtnet.cli import main
 from mtnet.data.coco import CocoSource
 from mtnet.data.preprocess import MEAN, STD, letterbox
-from mtnet.eval.evaluator import METRIC_KEYS
+from mtnet.tasks import metric_keys
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_report_has_size_parity_gpu_accuracy_latency_per_artifact(report):
         a = arts[name]
         assert a["size_mb"] > 0
         assert set(a["parity"]) == {"boxes", "scores", "keypoints", "seg"}
-        assert set(METRIC_KEYS) <= set(a["metrics"])
+        assert set(metric_keys()) <= set(a["metrics"])
     for name in ("model_float32.tflite", "model_float16.tflite", "model_int8.tflite"):
         assert arts[name]["latency_ms"]["1"] > 0
         assert arts[name]["gpu_compatible"] is True, arts[name]["gpu_issues"]
@@ -196,7 +196,6 @@ def test_gpu_check_flags_incompatible_op(exported, tmp_path):
     """The compat check is not a constant: a graph with a non-GPU op (NMS) is reported incompatible
     (the pinned analyzer alone passes it, hence the op-set check in ``export.compat``)."""
     import tensorflow as tf
-
     from mtnet.export.compat import check_gpu_compatibility
 
     @tf.function(input_signature=[tf.TensorSpec([10, 4], tf.float32), tf.TensorSpec([10], tf.float32)])
@@ -224,7 +223,7 @@ def test_failed_export_leaves_previous_export_intact(exported, tiny_run, tmp_pat
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export.report, "write_reports", boom)
+    monkeypatch.setattr(mtnet.export.report, "write_reports", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         export_checkpoint(tiny_run / "best.pt", tmp_path, name="tiny",
                           options=ExportOptions(formats=("onnx",), precisions=("fp32",), evaluate=False,

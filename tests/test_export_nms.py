@@ -45,17 +45,17 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
     assert model.strides == (8, 16, 32)
     val = CocoSource(synthetic_root, "val")
     feats: list[torch.Tensor] = []
-    hook = model.det_head.cls_pred.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+    hook = model.heads["det"].cls_pred.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
     TorchBackend(model, IMGSZ)(np.stack([letterbox(val.load(i).image, IMGSZ)[0] for i in range(2)]))
     hook.remove()
     f = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) for x in feats]).double()
-    w = torch.randn(model.det_head.cls_pred.weight.shape[:2], generator=torch.Generator().manual_seed(0)).double()
+    w = torch.randn(model.heads["det"].cls_pred.weight.shape[:2], generator=torch.Generator().manual_seed(0)).double()
     logits = f @ w.T
     w = w * (2.0 / logits.std(0))[:, None]
     state = load_checkpoint(src)
     weights = state["ema"]["module"] if state.get("ema") else state["model"]
-    weights["det_head.cls_pred.weight"] = w.float()[:, :, None, None]
-    weights["det_head.cls_pred.bias"] = (-(f @ w.T).mean(0) - 2.0).float()
+    weights["heads.det.cls_pred.weight"] = w.float()[:, :, None, None]
+    weights["heads.det.cls_pred.bias"] = (-(f @ w.T).mean(0) - 2.0).float()
     dst = folder / "spread.pt"
     save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, dst)
     return dst

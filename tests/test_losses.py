@@ -48,7 +48,7 @@ def test_sample_without_seg_labels_does_not_touch_seg_loss(synthetic_root):
     none = dict(batch, has_seg=torch.zeros(4, dtype=torch.bool))
     grads, logs = _grads(model, crit, none)
     assert logs["seg"] == 0.0
-    assert all(g.abs().sum() == 0 for n, g in grads.items() if n.startswith("seg_head"))
+    assert all(g.abs().sum() == 0 for n, g in grads.items() if n.startswith("heads.seg"))
     assert torch.isfinite(full)
 
 
@@ -56,7 +56,7 @@ def test_source_without_boxes_contributes_no_detection_gradient(synthetic_root):
     model, crit, batch = _setup(synthetic_root)
     no_det = dict(batch, has_det=torch.zeros(4, dtype=torch.bool))
     grads, logs = _grads(model, crit, no_det)
-    assert all(g.abs().sum() == 0 for n, g in grads.items() if n.startswith(("det_head", "pose_head")))
+    assert all(g.abs().sum() == 0 for n, g in grads.items() if n.startswith(("heads.det", "heads.pose")))
     assert logs["num_fg"] == 0
 
 
@@ -65,14 +65,14 @@ def test_labelled_image_without_objects_is_a_negative(synthetic_root):
     empty = dict(batch, labels=torch.full_like(batch["labels"], -1))
     grads, logs = _grads(model, crit, empty)
     assert logs["num_fg"] == 0 and logs["cls"] > 0  # background still pushes scores down
-    assert any(g.abs().sum() > 0 for n, g in grads.items() if n.startswith("det_head.cls"))
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if n.startswith("heads.det.cls"))
 
 
 def test_pose_loss_only_from_samples_with_keypoints(synthetic_root):
     model, crit, batch = _setup(synthetic_root)
     grads, logs = _grads(model, crit, dict(batch, has_pose=torch.zeros(4, dtype=torch.bool)))
     assert logs["pose"] == 0.0
-    assert all(g.abs().sum() == 0 for n, g in grads.items() if n.startswith("pose_head"))
+    assert all(g.abs().sum() == 0 for n, g in grads.items() if n.startswith("heads.pose"))
 
 
 def test_assigner_picks_anchors_inside_the_box():

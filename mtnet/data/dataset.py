@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from .meta import DatasetMeta
 from .mosaic import Mosaic, mixup
-from .sample import IGNORE_INDEX, DataError, Sample
+from .sample import DataError, Sample
 
 MAX_REPLACEMENTS = 16  # consecutive unreadable samples before the data set is taken as broken
 
@@ -98,33 +98,16 @@ class MultiTaskDataset(Dataset):
 
 
 def collate(samples: list[Sample]) -> dict[str, Any]:
-    """Stack images (uint8 NHWC) and pad per-image targets to the batch maximum (labels -1 = padding)."""
-    b = len(samples)
-    m = max([len(s.boxes) for s in samples] + [1])
-    k = samples[0].keypoints.shape[1] if samples[0].keypoints.ndim == 3 else 0
-    h, w = samples[0].image.shape[:2]
-    boxes = torch.zeros(b, m, 4)
-    labels = torch.full((b, m), -1, dtype=torch.long)
-    kpts = torch.zeros(b, m, k, 3)
-    masks = torch.full((b, h, w), IGNORE_INDEX, dtype=torch.long)
-    for i, s in enumerate(samples):
-        n = len(s.boxes)
-        if n:
-            boxes[i, :n] = torch.from_numpy(s.boxes)
-            labels[i, :n] = torch.from_numpy(s.labels)
-            if k:
-                kpts[i, :n] = torch.from_numpy(s.keypoints)
-        if s.mask is not None and s.has_seg:
-            masks[i] = torch.from_numpy(s.mask.astype(np.int64))
+    """Stack images (uint8 NHWC); every registered task adds its padded targets and ``has_<task>`` flags."""
+    from ..tasks import get_task, list_tasks
+
+    batch: dict[str, Any] = {"images": torch.from_numpy(np.stack([s.image for s in samples]))}
+    for name in list_tasks():
+        task = get_task(name)
+        batch.update(task.collate(samples))
+        batch[f"has_{name}"] = torch.tensor([task.labelled(s) for s in samples])
     return {
-        "images": torch.from_numpy(np.stack([s.image for s in samples])),
-        "boxes": boxes,
-        "labels": labels,
-        "keypoints": kpts,
-        "masks": masks,
-        "has_det": torch.tensor([s.has_det for s in samples]),
-        "has_pose": torch.tensor([s.has_pose for s in samples]),
-        "has_seg": torch.tensor([s.has_seg for s in samples]),
+        **batch,
         "image_ids": [s.image_id for s in samples],
         "paths": [s.path for s in samples],
         "extras": [s.extras for s in samples],

@@ -6,13 +6,19 @@ import csv
 import math
 from pathlib import Path
 
-COLUMNS = ["epoch", "step", "lr", "epoch_s", "loss", "cls", "box", "pose", "seg", "num_fg",
-           "bbox_AP", "bbox_AP50", "kpt_AP", "kpt_AP50", "mIoU", "fitness", "skipped"]
+from ..tasks import diagnostic_log_keys, loss_log_keys, metric_keys
+
+
+def csv_columns() -> list[str]:
+    """metrics.csv columns: step info, every registered task's loss logs and headline metrics, fitness."""
+    return ["epoch", "step", "lr", "epoch_s", "loss", *loss_log_keys(), *diagnostic_log_keys(), *metric_keys(),
+            "fitness", "skipped"]
 
 
 class MetricsCSV:
     def __init__(self, path: str | Path, resume_epoch: int | None = None):
         self.path = Path(path)
+        self.columns = csv_columns()
         if resume_epoch is not None and self.path.is_file():
             rows = [r for r in read_rows(self.path) if int(r["epoch"]) < resume_epoch]  # drop rows the resume will redo
             self._write(rows)
@@ -21,14 +27,14 @@ class MetricsCSV:
 
     def _write(self, rows: list[dict]) -> None:
         with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, COLUMNS)
+            w = csv.DictWriter(f, self.columns)
             w.writeheader()
             for r in rows:
-                w.writerow({k: r.get(k, "") for k in COLUMNS})
+                w.writerow({k: r.get(k, "") for k in self.columns})
 
     def append(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, COLUMNS).writerow({k: _fmt(row.get(k, "")) for k in COLUMNS})
+            csv.DictWriter(f, self.columns).writerow({k: _fmt(row.get(k, "")) for k in self.columns})
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -59,7 +65,7 @@ def plot_training_curves(csv_path: str | Path, out_path: str | Path) -> None:
         return xs, ys
 
     fig, axes = subplots(1, 3, figsize=(15, 4))
-    for key in ("loss", "cls", "box", "pose", "seg"):
+    for key in ["loss", *loss_log_keys()]:
         xs, ys = series(key)
         if xs:
             axes[0].plot(xs, ys, label=key)
@@ -67,7 +73,7 @@ def plot_training_curves(csv_path: str | Path, out_path: str | Path) -> None:
     xs, ys = series("lr")
     axes[1].plot(xs, ys)
     axes[1].set(title="learning rate (end of epoch)", xlabel="epoch")
-    for key in ("bbox_AP", "bbox_AP50", "kpt_AP", "kpt_AP50", "mIoU"):
+    for key in metric_keys():
         xs, ys = series(key)
         if xs:
             axes[2].plot(xs, ys, marker="o", label=key)

@@ -38,6 +38,7 @@ from ..eval.evaluator import evaluate
 from ..infer.predictor import Predictor, TorchBackend
 from ..losses.criterion import MultiTaskCriterion
 from ..models import build_model
+from ..tasks import fitness_metrics
 from . import distributed
 from .allocator import retain_freed_memory
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -48,8 +49,6 @@ from .sampler import EpochSampler
 from .schedules import build_schedule, scaled_lr, warmup_length, with_swa
 from .swa import SWA
 from .syncbn import convert_sync_batchnorm
-
-FITNESS_KEYS = ("bbox_AP", "kpt_AP", "mIoU")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -85,7 +84,7 @@ def build_optimizer(model: nn.Module, criterion: nn.Module, cfg, lr: float) -> t
 
 def fitness(metrics: dict) -> float:
     """Mean of the task metrics; COCO's -1 ("undefined": no ground truth of that kind) is left out."""
-    vals = [metrics[k] for k in FITNESS_KEYS if k in metrics and metrics[k] >= 0]
+    vals = [metrics[k] for k in fitness_metrics() if k in metrics and metrics[k] >= 0]
     return float(sum(vals) / len(vals)) if vals else 0.0
 
 

@@ -14,18 +14,19 @@ import json
 from pathlib import Path
 
 from ..fileio import atomic_write
-
-SUMMARY_ROWS = [("bbox AP", "bbox_AP"), ("bbox AP50", "bbox_AP50"), ("keypoint OKS-AP", "kpt_AP"),
-                ("keypoint OKS-AP50", "kpt_AP50"), ("mIoU", "mIoU"), ("pixel accuracy", "pixel_acc")]
+from ..tasks import summary_rows
 
 
 def metrics_table(metrics: dict) -> str:
     lines = [f"{'metric':<22}{'value':>10}", "-" * 32]
-    for label, key in SUMMARY_ROWS:
+    for label, key in summary_rows():
         if key in metrics:
             lines.append(f"{label:<22}{metrics[key]:>10.4f}")
-    for name, iou in (metrics.get("per_class_IoU") or {}).items():
-        lines.append(f"{'  IoU ' + name:<22}{'n/a' if iou is None else f'{iou:.4f}':>10}")
+    for key, per_class in metrics.items():  # e.g. per_class_IoU: class name -> value (None: class absent)
+        if isinstance(per_class, dict):
+            metric = key.removeprefix("per_class_")
+            for name, v in per_class.items():
+                lines.append(f"{'  ' + metric + ' ' + name:<22}{'n/a' if v is None else f'{v:.4f}':>10}")
     for label, key in (("wall time (s)", "wall_s"), ("train time (s)", "train_s"), ("eval time (s)", "eval_s")):
         if key in metrics:
             lines.append(f"{label:<22}{metrics[key]:>10.1f}")

@@ -37,6 +37,7 @@ class OnnxBackend:
         self.doc = doc
         self.imgsz = int(doc["input"]["imgsz"])
         self.meta = DatasetMeta.from_dict(doc["meta"])
+        self.tasks = list(doc["tasks"])
         self.input_name = self.session.get_inputs()[0].name
         self.batch = int(self.session.get_inputs()[0].shape[0])
         self.names = [o.name for o in self.session.get_outputs()]
@@ -58,6 +59,7 @@ class LiteRTBackend:
         self.doc = read_tflite(path)
         self.imgsz = int(self.doc["input"]["imgsz"])
         self.meta = DatasetMeta.from_dict(self.doc["meta"])
+        self.tasks = list(self.doc["tasks"])
         self.interp = Interpreter(model_path=str(path), num_threads=threads)
         self.input = self.interp.get_input_details()[0]
         self.batch = int(self.input["shape"][0])

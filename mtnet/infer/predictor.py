@@ -7,22 +7,23 @@ original pixels — lives here once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 
 from ..data.meta import DatasetMeta
 from ..data.preprocess import letterbox, normalize
-from ..decode import NMS_IOU, Detections, decode_detections, decode_nms_outputs, decode_segmentation
+from ..decode import NMS_IOU, Detections
+from ..tasks import DecodeOptions, resolve_tasks
 
 
 class Backend(Protocol):
     imgsz: int
     meta: DatasetMeta
+    tasks: list[str]
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 [B, S, S, 3] letterboxed RGB -> {"boxes", "scores", "keypoints", "seg"} (present tasks only),
@@ -38,6 +39,7 @@ class TorchBackend:
         self.device = torch.device(device)
         self.imgsz = imgsz
         self.meta: DatasetMeta = model.meta
+        self.tasks: list[str] = list(model.tasks)
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -53,9 +55,20 @@ class TorchBackend:
 
 @dataclass
 class Prediction:
-    detections: Detections | None  # in original image pixels
-    seg: np.ndarray | None  # [H, W] uint8 labels at original size
+    """One image's results in its own pixels: ``results[task]`` for every task of the model."""
+
     image_shape: tuple[int, int]
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def detections(self) -> Detections | None:
+        """Boxes, scores, labels (and keypoints, with the pose task) after NMS."""
+        return self.results.get("det")
+
+    @property
+    def seg(self) -> np.ndarray | None:
+        """[H, W] uint8 class labels."""
+        return self.results.get("seg")
 
 
 class Predictor:
@@ -65,6 +78,8 @@ class Predictor:
         self.meta = backend.meta
         self.imgsz = backend.imgsz
         self.conf, self.iou, self.max_det, self.multi_label = conf, iou, max_det, multi_label
+        self.task_set = resolve_tasks(backend.tasks)
+        self.tasks = self.task_set.names
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", **kwargs) -> Predictor:
@@ -85,20 +100,13 @@ class Predictor:
 
     def predict_letterboxed(self, batch: np.ndarray, scales: list[float], shapes: list[tuple[int, int]]) -> list[Prediction]:
         outs = self.backend(batch)
+        opts = DecodeOptions(self.conf, self.iou, self.max_det, self.multi_label, self.imgsz)
         results = []
         for i, (scale, shape) in enumerate(zip(scales, shapes, strict=True)):
-            det = None
-            kp = outs["keypoints"][i] if "keypoints" in outs else None
-            if "detections" in outs:  # exported with in-graph NMS
-                det = decode_nms_outputs(outs["detections"][i], outs["num_detections"][i], kp, conf=self.conf,
-                                         max_det=self.max_det).scaled(scale)
-            elif "boxes" in outs:
-                det = decode_detections(outs["boxes"][i], outs["scores"][i], kp, conf=self.conf, iou=self.iou,
-                                        max_det=self.max_det, multi_label=self.multi_label).scaled(scale)
-            seg = None
-            if "seg" in outs:
-                seg = unletterbox_mask(decode_segmentation(outs["seg"][i], self.imgsz), scale, shape)
-            results.append(Prediction(det, seg, shape))
+            pred = Prediction(shape)
+            for task in self.task_set:
+                task.decode(outs, i, pred.results, scale, shape, opts)
+            results.append(pred)
         return results
 
     def predict(self, images: list[np.ndarray]) -> list[Prediction]:
@@ -107,10 +115,3 @@ class Predictor:
         batch = np.stack([b[0] for b in boxed])
         return self.predict_letterboxed(batch, [b[2] for b in boxed], [im.shape[:2] for im in images])
 
-
-def unletterbox_mask(labels: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
-    """Crop the letterbox padding off a label map and resize it (nearest) to the original image size."""
-    h, w = shape
-    nh, nw = min(labels.shape[0], round(h * scale)), min(labels.shape[1], round(w * scale))
-    crop = labels[:nh, :nw]
-    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST) if (nh, nw) != (h, w) else crop

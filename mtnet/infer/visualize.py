@@ -1,4 +1,4 @@
-"""Draw predictions: segmentation overlay, boxes with labels, person skeletons."""
+"""Draw predictions (each task draws its own part) and tile drawn images into one picture."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import colorsys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..data.meta import DatasetMeta
 from .predictor import Prediction
@@ -18,36 +18,14 @@ def palette(n: int) -> np.ndarray:
                     np.uint8)
 
 
-def draw_prediction(image: np.ndarray, pred: Prediction, meta: DatasetMeta, *, seg_alpha: float = 0.45,
-                    kpt_threshold: float = 0.5) -> np.ndarray:
-    out = image.astype(np.float32)
-    if pred.seg is not None and meta.seg_classes:
-        colors = palette(len(meta.seg_classes)).astype(np.float32)
-        valid = pred.seg < len(colors)
-        out[valid] = (1 - seg_alpha) * out[valid] + seg_alpha * colors[pred.seg[valid]]
-    canvas = Image.fromarray(out.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(canvas)
-    det = pred.detections
-    if det is not None:
-        colors = palette(len(meta.det_classes))
-        for i in range(len(det)):
-            color = tuple(int(c) for c in colors[int(det.labels[i]) % len(colors)])
-            x0, y0, x1, y1 = (float(v) for v in det.boxes[i])
-            draw.rectangle([x0, y0, x1, y1], outline=color, width=2)
-            name = meta.det_classes[int(det.labels[i])] if int(det.labels[i]) < len(meta.det_classes) else "?"
-            text = f"{name} {det.scores[i]:.2f}"
-            tw = draw.textlength(text)
-            draw.rectangle([x0, max(0, y0 - 11), x0 + tw + 4, max(11, y0)], fill=color)
-            draw.text((x0 + 2, max(0, y0 - 11)), text, fill=(0, 0, 0))
-            if det.keypoints is not None and int(det.labels[i]) == meta.keypoint_class:
-                kp = det.keypoints[i]
-                shown = kp[:, 2] >= kpt_threshold
-                for a, b in meta.skeleton:
-                    if shown[a] and shown[b]:
-                        draw.line([tuple(kp[a, :2]), tuple(kp[b, :2])], fill=(255, 255, 0), width=2)
-                for x, y, _ in kp[shown]:
-                    draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(255, 0, 0))
-    return np.asarray(canvas)
+def draw_prediction(image: np.ndarray, pred: Prediction, meta: DatasetMeta) -> np.ndarray:
+    """Every task draws its result (dense overlays first, then boxes, then skeletons: ``Task.draw_order``)."""
+    from ..tasks import get_task, list_tasks
+
+    canvas = np.ascontiguousarray(image, dtype=np.uint8)
+    for task in sorted((get_task(n) for n in list_tasks()), key=lambda t: t.draw_order):
+        canvas = task.draw(canvas, pred, meta)
+    return canvas
 
 
 def save_grid(images: list[np.ndarray], path: str | Path, cols: int = 4) -> None:

@@ -43,3 +43,17 @@ def distances_to_pixels(raw: torch.Tensor, strides: torch.Tensor) -> torch.Tenso
 def distances_to_boxes(dist: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """ltrb distances [.., A, 4] around anchor points [A, 2] -> xyxy boxes."""
     return torch.cat([points - dist[..., :2], points + dist[..., 2:]], dim=-1)
+
+
+def anchor_points(
+    shapes: list[tuple[int, int]], strides: tuple[int, ...], device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres of every feature-map cell in input pixels [A, 2] and the stride of each [A]."""
+    points, stride_list = [], []
+    for (h, w), s in zip(shapes, strides, strict=True):
+        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * s
+        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * s
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1))
+        stride_list.append(torch.full((h * w,), float(s), device=device))
+    return torch.cat(points), torch.cat(stride_list)
