@@ -9,6 +9,7 @@ import torch
 from mtnet.data.coco import CocoSource
 from mtnet.data.preprocess import letterbox, normalize, normalize_nhwc
 from mtnet.errors import UserError
+from mtnet.modeljson import METADATA_KEY
 
 
 @pytest.fixture(scope="module")
@@ -79,5 +80,39 @@ def test_tflite_without_mtnet_metadata_is_rejected(tmp_path):
 
     path = tmp_path / "foreign.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
-    with pytest.raises(UserError, match="no 'mtnet.model_json' metadata"):
+    with pytest.raises(UserError, match=f"no '{METADATA_KEY}' metadata"):
         load_backend(path)
+
+
+def test_onnx_model_json_from_props_else_from_the_file_beside_it(onnx_export, tmp_path):
+    import onnx
+
+    from mtnet.modeljson import read_onnx, write_model_json
+
+    _, path = onnx_export
+    doc = read_onnx(path)
+    assert doc["input"]["imgsz"] == 160
+    bare = onnx.load(str(path))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "model.onnx"))
+    with pytest.raises(UserError, match=f"no '{METADATA_KEY}' metadata"):
+        read_onnx(tmp_path / "model.onnx")
+    write_model_json(tmp_path / "model.json", doc)
+    assert read_onnx(tmp_path / "model.onnx") == doc
+
+
+def test_int8_quantisation_round_trips_within_half_a_step():
+    from mtnet.infer.quant import dequantize, dequantize_output, quantize, quantize_input
+
+    x = np.linspace(-3.0, 3.0, 301, dtype=np.float32)
+    scale, zero = 0.02, -3
+    q = quantize(x, scale, zero)
+    assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127  # +-3 / 0.02 - 3 is out of range: clipped
+    inside = (x / scale + zero >= -128) & (x / scale + zero <= 127)
+    assert np.abs(dequantize(q, scale, zero)[inside] - x[inside]).max() <= scale / 2 + 1e-6
+    details = {"dtype": np.int8, "quantization": (scale, zero)}
+    assert np.array_equal(quantize_input(x, details), q)
+    assert np.array_equal(dequantize_output(q, details), dequantize(q, scale, zero))
+    assert quantize_input(x, {"dtype": np.float32, "quantization": (0.0, 0)}) is x
+    counts = np.array([3], np.int32)  # e.g. num_detections: never dequantised
+    assert dequantize_output(counts, {"dtype": np.int32, "quantization": (scale, zero)}) is counts
