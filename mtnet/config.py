@@ -59,7 +59,7 @@ class SyntheticConfig:
 @dataclass
 class SourceConfig:
     type: str = "coco"  # coco (COCO download or "images folder + COCO json") | voc (Pascal VOC devkit folder)
-    root: str = ""  # data set folder (see README "Data layouts")
+    root: str = ""  # data set folder (see docs/data.md)
     train_split: str = "train"  # split names; "" = this source has no such split
     val_split: str = ""  # validation split of this source ("" = none); the first source with one is evaluated
     ratio: float = 1.0  # share of each training epoch drawn from this source (normalised over sources)
@@ -74,7 +74,7 @@ class SourceConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "data/synthetic"  # a COCO-format folder (see README "Data layouts")
+    root: str = "data/synthetic"  # a COCO-format folder (see docs/data.md)
     train_split: str = "train"  # split names: images in <root>/<split>/, annotations/<kind>_<split>.json
     val_split: str = "val"
     imgsz: int = 256  # square network input (letterboxed)

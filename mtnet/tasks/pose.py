@@ -83,7 +83,7 @@ class PoseTask(Task):
         points = out["points"][None]  # [1, A, 2]
         scale = 2.0 * out["strides"][None, :, None]  # offsets are in units of 2*stride from the anchor point
         raw = out["kpt"]  # [B, A, 3K] planar: all dx, all dy, all visibility logits (PoseHead planar=True)
-        k = raw.shape[-1] // 3
+        k = model.meta.num_keypoints  # a Python int: traced shape arithmetic breaks the CoreML converter
         x = points[..., 0:1] + raw[..., :k] * scale
         y = points[..., 1:2] + raw[..., k : 2 * k] * scale
         kpt = torch.stack([x, y, raw[..., 2 * k :].sigmoid()], dim=-1)  # [B, A, K, 3]
