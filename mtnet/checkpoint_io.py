@@ -2,8 +2,14 @@
 
 Inference and export load trained models through :func:`load_model_from_checkpoint`;
 ``mtnet.engine.checkpoint`` writes checkpoints (atomically) and resumes training with
-:func:`load_checkpoint`. A checkpoint is a dict with a ``format`` header (``FORMAT``), the ``config``,
-the data set ``meta`` and the ``model`` weights (plus ``ema`` and the optimizer state in ``last.pt``).
+:func:`load_checkpoint`. A checkpoint is a dict with a ``format`` header (``FORMAT``), the format
+``version`` (``FORMAT_VERSION``), the ``mtnet_version`` that wrote it, the ``config``, the data set ``meta``
+and the ``model`` weights (plus ``ema`` and the optimizer state in ``last.pt``).
+
+Format versions (bump when a checkpoint of the previous version can no longer be loaded as is):
+
+1. heads as ``det_head.*``, ``pose_head.*``, ``seg_head.*`` (before tasks became plug-ins);
+2. heads in ``model.heads[<task>]`` (``heads.det.*``, ``heads.pose.*``, ``heads.seg.*``); ``mtnet_version``.
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ import torch
 from .config import Config, ConfigError, config_from_dict
 from .data.meta import DatasetMeta
 from .errors import UserError
+from .version import __version__
 
 if TYPE_CHECKING:
     from .models import MultiTaskNet
 
 FORMAT = "mtnet-checkpoint"
+FORMAT_VERSION = 2
 
 
 class CheckpointError(UserError, ValueError):
-    """The file is missing, unreadable, or not an mtnet checkpoint."""
+    """The file is missing, unreadable, not an mtnet checkpoint, or of a format version this mtnet cannot read."""
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -38,7 +46,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mtnet checkpoint (no '{FORMAT}' header)")
+    if state.get("version") != FORMAT_VERSION:
+        raise CheckpointError(_version_mismatch(path, state))
     return state
+
+
+def _version_mismatch(path: Path, state: dict[str, Any]) -> str:
+    """One line naming the file's format version and this mtnet's, and what to do: a mismatched checkpoint
+    would otherwise fail later with a long list of unexpected state-dict keys."""
+    version = state.get("version")
+    writer = f"mtnet {state['mtnet_version']}" if state.get("mtnet_version") else "an earlier mtnet"
+    found = (f"{path}: checkpoint format version {version} (written by {writer}); this mtnet ({__version__}) "
+             f"reads format version {FORMAT_VERSION}")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        return f"{found}: upgrade mtnet to load it"
+    return f"{found}: retrain with this mtnet, or load, evaluate and export it with the mtnet release that wrote it"
 
 
 def _config(state: dict[str, Any], path: str | Path) -> Config:

@@ -19,7 +19,7 @@ PACKAGE_DIRS = {"mtnet": "mtnet", "export": "mtnet.export", "calibration": "mtne
 # bare "mtnet" is the package's own __init__ (the public API), so a new top-level module needs an entry.
 LAYERS: list[tuple[str, ...]] = [
     # foundations: no mtnet imports besides each other
-    ("mtnet.errors", "mtnet.fileio", "mtnet.plotting", "mtnet.configs", "mtnet.modeljson"),
+    ("mtnet.errors", "mtnet.fileio", "mtnet.plotting", "mtnet.configs", "mtnet.modeljson", "mtnet.version"),
     # shared definitions every part relies on: the sample, data-set metadata, the input convention, decoding
     ("mtnet.data.sample", "mtnet.data.meta", "mtnet.data.preprocess", "mtnet.decode"),
     # the library: what a trained model needs to be built, fed, trained against, run and scored. Tasks are
