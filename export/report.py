@@ -74,10 +74,15 @@ def _parity_gates(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _trained_at(model: dict[str, Any]) -> str:
+    trained = model.get("train_imgsz")
+    return "" if trained in (None, model["imgsz"]) else f" (**trained at {trained}x{trained}**: see Notes)"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["model"]
     lines = [f"# Export report: `{m['checkpoint']}`", "",
-             f"Input {m['imgsz']}x{m['imgsz']}, tasks {', '.join(m['tasks'])}, width {m['width']}, "
+             f"Input {m['imgsz']}x{m['imgsz']}{_trained_at(m)}, tasks {', '.join(m['tasks'])}, width {m['width']}, "
              f"{m['params'] / 1e6:.2f} M parameters, ONNX opset {m['onnx_opset']}, seg output {m['seg_output']}.",
              f"Accuracy: each task's headline metrics (%) on {m['val_split']}, same evaluator "
              "and decoder for every artifact (conf 0.001, multi-label).", ""]
@@ -116,7 +121,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"covers tasks {sorted(cal['coverage']['tasks'])}; "
                      + "; ".join(f"{task} classes {sorted(names)}" for task, names in cal["coverage"]["classes"].items())
                      if "coverage" in cal else "")]
-    notes = sorted({f"{a['file']}: {n}" for a in report["artifacts"] for n in a.get("notes", [])})
+    notes = report.get("notes", []) + sorted({f"{a['file']}: {n}" for a in report["artifacts"]
+                                              for n in a.get("notes", [])})
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
     lines += ["", "Latency: LiteRT on this host (XNNPACK), median of timed `invoke()` calls; int8 is not expected to "

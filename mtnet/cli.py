@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
+from collections.abc import Callable
+from typing import TextIO
 
-from .errors import UserError
+from .errors import MtnetWarning, UserError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,6 +33,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _error(message: str) -> int:
     print(f"mtnet: error: {message}", file=sys.stderr)
     return 2
+
+
+def _one_line_warnings(previous: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing mtnet's own warnings as one line (no source path and code line, which
+    point into mtnet rather than at the user's input); other libraries' warnings go to ``previous``."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if issubclass(category, MtnetWarning):
+            print(f"mtnet: warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -55,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     module = importlib.import_module(COMMANDS[command][0])
     try:
-        return int(module.run(args) or 0)
+        with warnings.catch_warnings():  # restores the caller's warning display on return
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return int(module.run(args) or 0)
     except UserError as e:  # bad input: one clear line, no traceback
         return _error(str(e))
     except KeyboardInterrupt:

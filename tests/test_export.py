@@ -232,6 +232,36 @@ def test_failed_export_leaves_previous_export_intact(exported, tiny_run, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # no scratch or half-written folder
 
 
+def test_export_size_defaults_to_training_size_and_another_size_warns(tiny_run, tmp_path, capsys):
+    """The tiny run was trained at 160 px: no --imgsz exports at 160 silently; --imgsz 192 exports with one
+    warning line naming both sizes, kept in report.json and report.md."""
+    import warnings
+
+    from mtnet.export.pipeline import ExportOptions, export_checkpoint
+
+    from mtnet.errors import MtnetWarning
+
+    quick = ["--formats", "onnx", "--precision", "fp32", "--no-eval", "--parity-images", "1", "--bench-runs", "0",
+             "--no-progress"]
+    assert main(["export", str(tiny_run / "best.pt"), "--imgsz", "192", "--out", str(tmp_path), "--name", "big",
+                 *quick]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mtnet: warning: ")]
+    assert len(warned) == 1 and "exporting at 192 px" in warned[0] and "trained at 160 px" in warned[0], warned
+    report = json.loads((tmp_path / "big" / "report.json").read_text())
+    assert (report["model"]["imgsz"], report["model"]["train_imgsz"]) == (192, 160)
+    assert report["notes"] == [warned[0].removeprefix("mtnet: warning: ")]
+    md = (tmp_path / "big" / "report.md").read_text()
+    assert "Input 192x192 (**trained at 160x160**" in md and f"- {report['notes'][0]}" in md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MtnetWarning)
+        out = export_checkpoint(tiny_run / "best.pt", tmp_path, name="default", options=ExportOptions(
+            formats=("onnx",), precisions=("fp32",), evaluate=False, parity_images=1, bench_runs=0, progress=False))
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["imgsz"] == 160 and report["notes"] == []
+    assert "trained at" not in (out / "report.md").read_text()
+
+
 def test_bad_inputs_give_one_line_errors(tiny_run, tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == 2
     assert main(["export", str(tiny_run / "best.pt"), "--formats", "onnx,tensorrt", "--out", str(tmp_path)]) == 2
