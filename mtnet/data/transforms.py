@@ -13,7 +13,6 @@ import numpy as np
 
 from ..config import AugmentConfig
 from .preprocess import PAD_VALUE, letterbox
-from .preprocess import normalize as normalize  # re-exported for mtnet.engine.trainer
 from .sample import IGNORE_INDEX, Sample
 
 

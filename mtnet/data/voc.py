@@ -231,7 +231,7 @@ class VocSource:
             self.skipped += skipped
             self.targets.append((np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)))
         self.num_keypoints = 0
-        self.instances_path = None  # no COCO json: evaluation reports mIoU only
+        self.instances_path = None  # set by mtnet.data.build.open_split (a COCO box file built from the XML)
         self.keypoints_path = None
         self.meta = DatasetMeta(
             det_classes=self.labels.det_classes, det_category_ids=self.labels.det_category_ids,

@@ -32,7 +32,7 @@ from ..config import Config, ConfigError, config_from_dict, save_config
 from ..data.build import build_sources, build_train_dataset
 from ..data.dataset import collate
 from ..data.meta import DatasetMeta
-from ..data.transforms import normalize
+from ..data.preprocess import normalize
 from ..errors import UserError
 from ..eval.evaluator import evaluate
 from ..infer.predictor import Predictor, TorchBackend
