@@ -11,12 +11,14 @@ times the stride (up to 32) of the decode — so two of them differ by up to ~2e
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 
 
 def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per output: max / mean absolute difference and max difference relative to the reference's range.
+    """Per output: max / mean absolute difference, max difference relative to the reference's largest
+    magnitude, that magnitude (``max_ref``) and the float32 spacing there (``max_spacing``, 1 ulp).
 
     Integer outputs (segmentation argmax) report the fraction of pixels whose label differs.
     """
@@ -29,10 +31,12 @@ def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> d
             result[name] = {"label_mismatch": float((g != r).mean())}
             continue
         diff = np.abs(g.astype(np.float64) - r.astype(np.float64))
-        scale = float(np.abs(r).max()) or 1.0
+        magnitude = float(np.abs(r).max())
+        scale = magnitude or 1.0
         # max_spacing: float32 spacing (1 ulp) at the largest |reference| value: max_abs / max_spacing = ulps
         result[name] = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
-                        "max_rel": float(diff.max() / scale), "max_spacing": float(np.spacing(np.float32(scale)))}
+                        "max_rel": float(diff.max() / scale), "max_ref": magnitude,
+                        "max_spacing": float(np.spacing(np.float32(scale)))}
     return result
 
 
@@ -101,14 +105,35 @@ def parity(reference, backend, images: np.ndarray) -> dict[str, dict[str, float]
     return out
 
 
-def within(parity_result: dict[str, dict[str, float]], *, max_abs: float | None = None,
-           max_rel: float | None = None) -> bool:
-    """True when every float output meets the given bound(s)."""
-    for stats in parity_result.values():
-        if "max_abs" not in stats:
+def within(parity_result: dict[str, dict[str, float]], *, max_rel: float) -> bool:
+    """True when every float output is within ``max_rel`` of the reference's largest magnitude (the fp16 gate)."""
+    return all(stats["max_rel"] <= max_rel for stats in parity_result.values() if "max_abs" in stats)
+
+
+def ulp_gate(parity_result: dict[str, dict[str, float]], *, ulps: float, max_rel: float,
+             own_rounding: dict[str, dict[str, float]] | None = None, rounding_factor: float = 4.0) -> dict[str, Any]:
+    """The fp32 gate: each float output passes when its max abs difference from PyTorch fp32 is within the
+    largest of: ``ulps`` float32 spacings at the output's magnitude, ``max_rel`` of that magnitude, and
+    ``rounding_factor`` x PyTorch fp32's own distance from the float64 model (``own_rounding``).
+
+    The magnitude is the output's largest |reference| value, but at least 1: probabilities live in [0, 1] and
+    a score of 0.01 is not 100x more precise than one of 1 (ONNX Runtime's sigmoid is 45-400 ulp off for
+    logits in [-6, -2], harmless in absolute terms). A fixed absolute bound cannot serve every output: two
+    correct float32 implementations differ by their rounding, which grows with the magnitude and with the
+    depth of the graph; on a longer-trained model PyTorch fp32 itself is 30-120 ulp from float64, so the
+    third term keeps the gate about conversion errors, not about float32 itself.
+    Returns the rule, per output the absolute ``bound`` it implies, the measured ``max_abs`` and ``ulp``,
+    and whether each output and the whole artifact pass.
+    """
+    outputs = {}
+    for name, s in parity_result.items():
+        if "max_abs" not in s:  # integer outputs (argmax labels, detection counts) have no rounding to bound
             continue
-        if max_abs is not None and stats["max_abs"] > max_abs:
-            return False
-        if max_rel is not None and stats["max_rel"] > max_rel:
-            return False
-    return True
+        magnitude = max(s["max_ref"], 1.0)
+        spacing = float(np.spacing(np.float32(magnitude)))
+        own = (own_rounding or {}).get(name, {}).get("max_abs", 0.0)
+        bound = max(ulps * spacing, max_rel * magnitude, rounding_factor * own)
+        outputs[name] = {"bound": bound, "max_abs": s["max_abs"], "ulp": s["max_abs"] / spacing,
+                         "passed": s["max_abs"] <= bound}
+    return {"ulps": ulps, "max_rel": max_rel, "rounding_factor": rounding_factor, "outputs": outputs,
+            "passed": all(o["passed"] for o in outputs.values())}
