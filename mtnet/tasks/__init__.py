@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .base import DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator, TaskSet
+from .base import (
+    CocoResultsEvaluator,
+    DecodeOptions,
+    Features,
+    HeadSpec,
+    OutputDef,
+    Task,
+    TaskEvaluator,
+    TaskSet,
+)
 
 _REGISTRY: dict[str, Task] = {}
 
@@ -109,6 +118,6 @@ def _load_builtins() -> None:
         from . import detection, pose, segmentation  # noqa: F401  (each registers itself)
 
 
-__all__ = ["DecodeOptions", "Features", "HeadSpec", "OutputDef", "Task", "TaskEvaluator", "TaskSet",
+__all__ = ["CocoResultsEvaluator", "DecodeOptions", "Features", "HeadSpec", "OutputDef", "Task", "TaskEvaluator", "TaskSet",
            "diagnostic_log_keys", "fitness_metrics", "gated_metrics", "get_task", "list_tasks", "loss_log_keys", "metric_keys",
            "register_task", "resolve_tasks", "summary_rows", "unregister_task"]

@@ -9,6 +9,7 @@ detection puts its anchor points and label assignment there, pose reads them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,6 +80,21 @@ class TaskEvaluator:
 
     def result(self) -> dict[str, Any]:
         raise NotImplementedError
+
+
+class CocoResultsEvaluator(TaskEvaluator):
+    """Collects COCO result entries per image, then scores them against a COCO ground-truth json."""
+
+    def __init__(self, gt_path: Any, entries: Callable[[Sample, Any], list[dict]],
+                 score: Callable[[Any, list[dict]], dict[str, Any]]):
+        self.gt_path, self.entries, self.score = gt_path, entries, score
+        self.results: list[dict] = []
+
+    def update(self, sample: Sample, prediction: Any) -> None:
+        self.results += self.entries(sample, prediction)
+
+    def result(self) -> dict[str, Any]:
+        return self.score(self.gt_path, self.results)
 
 
 class Task:

@@ -8,8 +8,6 @@ NMS row) each kept detection came from in ``Detections.index``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -20,23 +18,9 @@ from ..losses.assigner import task_aligned_assign
 from ..losses.detection import giou_loss, quality_focal_loss
 from ..models.heads.detection import DetectionHead, anchor_points, distances_to_boxes, distances_to_pixels
 from . import register_task
-from .base import DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
+from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
 
 NMS_OUTPUT_NAMES = ("detections", "num_detections")  # outputs of a graph exported with in-graph NMS
-
-
-class BoxEvaluator(TaskEvaluator):
-    def __init__(self, meta, gt_path):
-        self.meta, self.gt_path = meta, gt_path
-        self.results: list[dict] = []
-
-    def update(self, sample, prediction) -> None:
-        det = prediction.detections
-        if det is not None:
-            self.results += detections_to_coco(sample.image_id, det, self.meta)[0]
-
-    def result(self) -> dict[str, Any]:
-        return coco_bbox_metrics(self.gt_path, self.results)
 
 
 @register_task
@@ -139,7 +123,14 @@ class DetectionTask(Task):
 
     def evaluator(self, meta, source) -> TaskEvaluator | None:
         path = getattr(source, "instances_path", None)
-        return BoxEvaluator(meta, path) if path is not None else None
+        if path is None:
+            return None
+
+        def entries(sample, prediction) -> list[dict]:
+            det = prediction.detections
+            return detections_to_coco(sample.image_id, det, meta)[0] if det is not None else []
+
+        return CocoResultsEvaluator(path, entries, coco_bbox_metrics)
 
     def draw(self, canvas: np.ndarray, prediction, meta) -> np.ndarray:
         from PIL import Image, ImageDraw

@@ -5,8 +5,6 @@ labelled people; metric: COCO keypoint OKS-AP.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -15,26 +13,12 @@ from ..eval.coco import coco_keypoint_metrics, detections_to_coco
 from ..losses.pose import normalized_l1_loss, oks_loss, visibility_loss
 from ..models.heads.pose import PoseHead, keypoints_to_pixels
 from . import register_task
-from .base import DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
+from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
 
 OKS_GAIN, VISIBILITY_GAIN = 12.0, 1.0  # YOLOv8-pose's relative gains inside the pose loss
 L1_GAIN = 8.0  # keeps keypoints learning while OKS is saturated (far from target)
 POSE_AREA_FACTOR = 0.53  # box area -> approximate person segment area (YOLOv8-pose)
 KEYPOINT_DRAW_THRESHOLD = 0.5  # visibility probability above which a keypoint is drawn
-
-
-class KeypointEvaluator(TaskEvaluator):
-    def __init__(self, meta, gt_path):
-        self.meta, self.gt_path = meta, gt_path
-        self.results: list[dict] = []
-
-    def update(self, sample, prediction) -> None:
-        det = prediction.detections
-        if det is not None and det.keypoints is not None:
-            self.results += detections_to_coco(sample.image_id, det, self.meta)[1]
-
-    def result(self) -> dict[str, Any]:
-        return coco_keypoint_metrics(self.gt_path, self.results, self.meta.keypoint_sigmas)
 
 
 @register_task
@@ -125,7 +109,16 @@ class PoseTask(Task):
 
     def evaluator(self, meta, source) -> TaskEvaluator | None:
         path = getattr(source, "keypoints_path", None)
-        return KeypointEvaluator(meta, path) if path is not None else None
+        if path is None:
+            return None
+
+        def entries(sample, prediction) -> list[dict]:
+            det = prediction.detections
+            has_keypoints = det is not None and det.keypoints is not None
+            return detections_to_coco(sample.image_id, det, meta)[1] if has_keypoints else []
+
+        return CocoResultsEvaluator(path, entries,
+                                    lambda gt, results: coco_keypoint_metrics(gt, results, meta.keypoint_sigmas))
 
     def draw(self, canvas: np.ndarray, prediction, meta) -> np.ndarray:
         from PIL import Image, ImageDraw
