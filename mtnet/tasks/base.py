@@ -9,6 +9,7 @@ detection puts its anchor points and label assignment there, pose reads them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -72,14 +73,14 @@ class DecodeOptions:
     imgsz: int
 
 
-class TaskEvaluator:
+class TaskEvaluator(ABC):
     """Accumulates one task's predictions over a split, then returns its metrics."""
 
-    def update(self, sample: Sample, prediction: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def update(self, sample: Sample, prediction: Any) -> None: ...
 
-    def result(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def result(self) -> dict[str, Any]: ...
 
 
 class CocoResultsEvaluator(TaskEvaluator):
@@ -97,8 +98,9 @@ class CocoResultsEvaluator(TaskEvaluator):
         return self.score(self.gt_path, self.results)
 
 
-class Task:
-    """Base class of task plug-ins; subclasses set the class attributes and override the hooks they need."""
+class Task(ABC):
+    """Base class of task plug-ins: a subclass must build its head, run it and compute its loss; the other
+    hooks default to "nothing" (no deploy output, no decode, no metrics, nothing drawn)."""
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()  # tasks that must be enabled with this one (pose needs det)
@@ -113,7 +115,8 @@ class Task:
 
     # ---- data
     def check_data(self, meta: DatasetMeta) -> None:
-        """Raise ValueError when the data set lacks what this task needs."""
+        """Raise ValueError when the data set lacks what this task needs (default: any data set will do)."""
+        return None
 
     def labelled(self, sample: Sample) -> bool:
         """Whether ``sample``'s source labels this task (partial labels: unlabelled samples add no loss)."""
@@ -132,12 +135,13 @@ class Task:
         """This task's weight in the multi-task loss (built-ins read their ``loss.<name>`` key)."""
         return float(cfg.task_weights.get(self.name, 1.0))
 
+    @abstractmethod
     def build_head(self, meta: DatasetMeta, spec: HeadSpec) -> nn.Module:
-        raise NotImplementedError
+        """This task's head, built from the data set's labels and the model config's widths."""
 
+    @abstractmethod
     def forward(self, head: nn.Module, feats: Features, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Raw training-mode tensors of this task (added to ``out``, which earlier tasks filled)."""
-        raise NotImplementedError
 
     def outputs(self, model: nn.Module) -> list[OutputDef]:
         """The deploy outputs, in graph order."""
@@ -148,16 +152,17 @@ class Task:
         return []
 
     # ---- training
+    @abstractmethod
     def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any], context: dict[str, Any],
              meta: DatasetMeta, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
         """This task's loss (over the samples that label it) and its log values."""
-        raise NotImplementedError
 
     # ---- inference
     def decode(self, outputs: dict[str, np.ndarray], index: int, result: dict[str, Any], scale: float,
                shape: tuple[int, int], opts: DecodeOptions) -> None:
         """Decode image ``index`` of a batch of deploy outputs into ``result[self.name]`` (original pixels;
-        ``scale`` is the letterbox scale, ``shape`` the original (H, W))."""
+        ``scale`` is the letterbox scale, ``shape`` the original (H, W)); default: a task without outputs."""
+        return None
 
     def evaluator(self, meta: DatasetMeta, source: Any) -> TaskEvaluator | None:
         """An accumulator for ``mtnet.eval.evaluate``; None when ``source`` has no ground truth for it."""
