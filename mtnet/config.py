@@ -54,6 +54,8 @@ class SyntheticConfig:
     num_val: int = 100  # images in the synthetic val split
     image_size: int = 256  # side of the generated square images
     seed: int = 0  # generator seed: same seed -> byte-identical data set
+    variant: str = "standard"  # standard (narrow scale range) | scale-spread (COCO-like: 12 px to 60 %, crowds,
+    # blur / noise / JPEG artefacts; see mtnet.data.synthetic)
 
 
 @dataclass

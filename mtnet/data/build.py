@@ -256,7 +256,8 @@ def build_sources(cfg: Config, progress: bool = True):
     """Open the train and val sources; the train source's ``meta`` is the model's label space."""
     if not cfg.data.sources and cfg.data.synthetic is not None:
         s = cfg.data.synthetic
-        generate_dataset(cfg.data.root, s.num_train, s.num_val, s.image_size, s.seed, progress=progress)
+        generate_dataset(cfg.data.root, s.num_train, s.num_val, s.image_size, s.seed, progress=progress,
+                         variant=s.variant)
     train, val = _open_splits(cfg, SPLITS, cache=cfg.data.cache)
     if cfg.data.class_balance:
         counts = det_class_counts(train, len(train.meta.det_classes))

@@ -15,6 +15,16 @@ articulated people in random poses whose keypoints are marked occluded (v=1) whe
 them and unlabeled (v=0) when they fall outside the image. As in COCO, persons smaller than 32x32 px of
 visible area carry no keypoints (``num_keypoints`` = 0; COCOeval ignores them for OKS-AP). Each thing class
 has typical, not fixed, appearance statistics (bright balls, dark suitcases, two-tone kites).
+
+Two recipes (``variant``):
+
+* ``standard``: objects 12-50 % of the image side, persons 24-100 %: a narrow scale range, so one pyramid
+  level (stride 8) can serve every object. The quickstart uses it.
+* ``scale-spread``: COCO-like scale spread for pyramid experiments: sides drawn log-uniformly from 12 px to
+  60 % of the image (persons 16 px to 95 %), 2-8 objects, a crowd of small balls in a quarter of the images
+  (one ``iscrowd: 1`` RLE annotation, as COCO marks crowds: ignored by COCOeval, not a training target), and
+  image degradations (Gaussian blur in 30 % of the images, sensor noise of 3-14 grey levels, JPEG quality
+  35-95).
 """
 
 from __future__ import annotations
@@ -58,6 +68,34 @@ STUFF_CATEGORIES = [
 SKY, GRASS, SAND, WATER = 157, 124, 154, 178
 MIN_KEYPOINT_AREA = 32 * 32  # COCO annotates keypoints only on persons large enough to see them
 STUFF_COLORS = {SKY: (120, 170, 235), GRASS: (70, 150, 60), SAND: (215, 190, 130), WATER: (40, 90, 170)}
+
+
+@dataclass(frozen=True)
+class SceneRecipe:
+    """How a scene is drawn: object count and scale ranges, crowds and degradations."""
+
+    max_objects: int = 6  # 2..max_objects objects per image
+    log_scale: bool = False  # sizes log-uniform in pixels (COCO-like spread) instead of uniform in image fractions
+    person_height: tuple[float, float] = (0.24, 1.0)  # fractions of the side (uniform) or pixels (log_scale)
+    shape_extent: tuple[float, float] = (0.12, 0.5)
+    crowd: float = 0.0  # probability of an iscrowd=1 cluster of small balls
+    blur: float = 0.0  # probability of a Gaussian blur
+    noise: tuple[float, float] = (6.0, 6.0)  # sensor noise sigma range (grey levels)
+    jpeg_quality: tuple[int, int] = (92, 92)
+
+
+RECIPES = {
+    "standard": SceneRecipe(),
+    "scale-spread": SceneRecipe(max_objects=8, log_scale=True, person_height=(16.0, 0.95), shape_extent=(12.0, 0.6),
+                                crowd=0.25, blur=0.3, noise=(3.0, 14.0), jpeg_quality=(35, 95)),
+}
+
+
+def _size(rng: np.random.Generator, size: int, bounds: tuple[float, float], log_scale: bool) -> float:
+    """An object side in pixels: uniform in image fractions, or log-uniform from pixels to a fraction."""
+    if not log_scale:
+        return rng.uniform(*bounds) * size
+    return float(np.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1] * size))))
 
 
 @dataclass
@@ -208,22 +246,51 @@ def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float,
     return layer
 
 
-def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Return image (uint8), semantic map (category ids) and instance records with visible masks."""
+def _crowd(rng: np.random.Generator, size: int) -> Image.Image:
+    """A tight cluster of 4-9 small balls: annotated as one crowd region, as COCO does for groups."""
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    cx, cy = rng.uniform(0.15, 0.85) * size, rng.uniform(0.35, 0.85) * size
+    spread = rng.uniform(0.06, 0.12) * size
+    for _ in range(int(rng.integers(4, 10))):
+        ball = _shape(rng, size, 37, rng.uniform(7, 14), cx + rng.normal(0, spread), cy + rng.normal(0, spread / 2))
+        layer.alpha_composite(ball)
+    return layer
+
+
+def _degrade(rng: np.random.Generator, img: np.ndarray, recipe: SceneRecipe) -> np.ndarray:
+    """Sensor noise and exposure, and (recipe permitting) defocus blur."""
+    if recipe.blur and rng.random() < recipe.blur:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.6))
+    low, high = recipe.noise
+    img += rng.normal(0, rng.uniform(low, high) if high > low else low, img.shape)
+    img *= rng.uniform(0.75, 1.2)  # exposure
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _render_scene(rng: np.random.Generator, size: int, recipe: SceneRecipe = RECIPES["standard"]
+                  ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Return image (uint8), semantic map (category ids) and instance records with visible masks
+    (a crowd record has ``iscrowd`` set)."""
     image, labels = _background(rng, size)
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     owner = np.zeros((size, size), np.int32)  # 0 = background, i+1 = object i on top
+    crowd = None
+    if recipe.crowd and rng.random() < recipe.crowd:
+        layer = _crowd(rng, size)
+        crowd = np.asarray(layer)[..., 3] > 127
+        canvas.paste(layer, (0, 0), layer)
     objects: list[_Object] = []
-    num = int(rng.integers(2, 7))
+    num = int(rng.integers(2, recipe.max_objects + 1))
     for _ in range(num * 5):  # try placements until `num` objects fit with enough visibility
         if len(objects) == num:
             break
         category = int(rng.choice([1, 1, 33, 37, 38]))
         cx, cy = rng.uniform(0.1, 0.9) * size, rng.uniform(0.25, 0.85) * size
         if category == 1:
-            layer, kp = _person(rng, size, rng.uniform(0.24, 1.0) * size, cx, cy)
+            layer, kp = _person(rng, size, _size(rng, size, recipe.person_height, recipe.log_scale), cx, cy)
         else:
-            layer, kp = _shape(rng, size, category, rng.uniform(0.12, 0.5) * size, cx, cy), None
+            extent = _size(rng, size, recipe.shape_extent, recipe.log_scale)
+            layer, kp = _shape(rng, size, category, extent, cx, cy), None
         silhouette = np.asarray(layer)[..., 3] > 127
         if silhouette.sum() < 40:
             continue
@@ -235,12 +302,13 @@ def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
         owner = candidate
         canvas.paste(layer, (0, 0), layer)
         objects.append(_Object(category, silhouette, None if kp is None else np.concatenate([kp, np.full((17, 1), 2.0)], 1)))
-    img = np.asarray(canvas).astype(np.float32)
-    img += rng.normal(0, 6, img.shape)  # sensor noise
-    img *= rng.uniform(0.75, 1.2)  # exposure
-    img = np.clip(img, 0, 255).astype(np.uint8)
+    img = _degrade(rng, np.asarray(canvas).astype(np.float32), recipe)
 
     records = []
+    if crowd is not None and (crowd & (owner == 0)).sum() >= 20:
+        visible = crowd & (owner == 0)
+        labels[visible] = 37
+        records.append({"category_id": 37, "mask": visible, "iscrowd": 1})
     for i, obj in enumerate(objects):
         visible = owner == i + 1
         labels[visible] = obj.category_id
@@ -273,8 +341,16 @@ def _atomic_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def generate_split(root: Path, split: str, num_images: int, size: int, seed: int, progress: bool = True) -> None:
-    """Write one split; deterministic given (split, num_images, size, seed)."""
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def generate_split(root: Path, split: str, num_images: int, size: int, seed: int, progress: bool = True,
+                   variant: str = "standard") -> None:
+    """Write one split; deterministic given (split, num_images, size, seed, variant)."""
+    recipe = RECIPES[variant]
     img_dir, map_dir, ann_dir = root / split, root / "stuffthingmaps" / split, root / "annotations"
     for d in (img_dir, map_dir, ann_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -283,19 +359,22 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
     ann_id = 1
     for i in tqdm(range(num_images), desc=f"synthetic {split}", disable=not progress, leave=False):
         rng = np.random.default_rng([split_seed, i])
-        img, labels, records = _render_scene(rng, size)
+        img, labels, records = _render_scene(rng, size, recipe)
+        low, high = recipe.jpeg_quality
+        quality = int(rng.integers(low, high + 1)) if high > low else low
         image_id = i + 1
         file_name = f"{image_id:012d}.jpg"
-        Image.fromarray(img).save(img_dir / file_name, quality=92)
+        Image.fromarray(img).save(img_dir / file_name, quality=quality)
         Image.fromarray((labels - 1).astype(np.uint8)).save(map_dir / f"{image_id:012d}.png")
         images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         for rec in records:
             ys, xs = np.nonzero(rec["mask"])
             x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+            crowd = rec.get("iscrowd", 0)
             ann = {
-                "id": ann_id, "image_id": image_id, "category_id": rec["category_id"], "iscrowd": 0,
+                "id": ann_id, "image_id": image_id, "category_id": rec["category_id"], "iscrowd": crowd,
                 "area": float(rec["mask"].sum()), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "segmentation": _polygons(rec["mask"]),
+                "segmentation": _rle(rec["mask"]) if crowd else _polygons(rec["mask"]),  # COCO: crowds are RLE
             }
             instances.append(ann)
             if "keypoints" in rec:
@@ -308,8 +387,7 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
         for cat in STUFF_CATEGORIES:
             m = labels == cat["id"]
             if m.any():
-                rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
+                rle = _rle(m)
                 stuff.append({"id": ann_id, "image_id": image_id, "category_id": cat["id"], "iscrowd": 0,
                               "area": float(m.sum()), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
                               "segmentation": rle})
@@ -325,15 +403,21 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
 
 
 def generate_dataset(root: str | Path, num_train: int, num_val: int, size: int = 256, seed: int = 0,
-                     progress: bool = True) -> Path:
-    """Generate train and val splits under ``root`` (skipped when a complete copy with the same recipe exists)."""
+                     progress: bool = True, variant: str = "standard") -> Path:
+    """Generate train and val splits under ``root`` (skipped when a complete copy with the same recipe exists).
+
+    ``variant``: a key of ``RECIPES`` (``standard`` or ``scale-spread``, see the module docstring)."""
+    if variant not in RECIPES:
+        raise ValueError(f"unknown synthetic variant {variant!r}; choose one of {sorted(RECIPES)}")
     root = Path(root)
     recipe = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed, "version": 6}
+    if variant != "standard":
+        recipe["variant"] = variant  # standard keeps its stamp: existing copies stay valid
     stamp = root / "synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
         return root
     root.mkdir(parents=True, exist_ok=True)
-    generate_split(root, "train", num_train, size, seed, progress)
-    generate_split(root, "val", num_val, size, seed, progress)
+    generate_split(root, "train", num_train, size, seed, progress, variant)
+    generate_split(root, "val", num_val, size, seed, progress, variant)
     _atomic_json(stamp, recipe)
     return root
