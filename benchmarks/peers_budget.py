@@ -13,8 +13,10 @@ to one core (``taskset -c 1``), ``--threads 1`` (torch threads; OMP/MKL are set 
   max 100, multi-label NMS as in ultralytics' own val and in mtnet's evaluation), written as COCO results
   with the json's category ids, and scored by ``mtnet.eval.coco``. YOLO11n-pose detects only persons: its box
   AP is scored against person-only ground truth (``box classes`` = person in the table).
-- mtnet runs (``--mtnet NAME=CONFIG[:key=value,...]``): ``mtnet train CONFIG ... train.time_budget_min=N``,
-  then ``mtnet.evaluate`` of ``best.pt`` (else ``last.pt``) on the same val split.
+- mtnet runs (``--mtnet NAME=CONFIG[:key=value,...]``): ``mtnet train CONFIG data.root=DATA ...
+  data.synthetic=null train.time_budget_min=N``, then ``mtnet.evaluate`` of ``best.pt`` (else ``last.pt``) on
+  the same val split. ``data.synthetic=null``: a config with a synthetic recipe that differs from the one that
+  made DATA (e.g. ``quickstart``) would otherwise regenerate DATA in place.
 
 See peers_common.py for what ultralytics needs offline next to the CPU torch wheel. Results: JSON (``--out``)
 and a markdown table on stdout.
@@ -25,9 +27,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -62,6 +66,7 @@ def convert_coco(data: Path, out: Path) -> dict[str, Path]:
     result: dict[str, Path] = {}
     for kind, prefix in (("det", "instances"), ("pose", "person_keypoints")):
         root = out / kind
+        shutil.rmtree(root, ignore_errors=True)  # no stale labels/links (ultralytics globs the image folders)
         names: list[str] = []
         for split in ("train", "val"):
             d = json.loads((data / "annotations" / f"{prefix}_{split}.json").read_text())
@@ -196,7 +201,8 @@ def run_mtnet(spec: str, args: argparse.Namespace) -> dict[str, Any]:
     name, _, rest = spec.partition("=")
     config, _, overrides = rest.partition(":")
     out = args.work / "mtnet"
-    cmd = [sys.executable, "-m", "mtnet", "train", config, *filter(None, overrides.split(",")),
+    cmd = [sys.executable, "-m", "mtnet", "train", config, f"data.root={args.data}",
+           *filter(None, overrides.split(",")), "data.synthetic=null",  # never (re)generate the scored data
            f"train.time_budget_min={args.budget_min:g}", f"name={name}", f"output_dir={out}", "--no-progress"]
     print("+", " ".join(cmd), flush=True)
     start = time.perf_counter()
@@ -262,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
               "budget_min": args.budget_min, "threads": args.threads, "imgsz": args.imgsz, "data": str(args.data),
               "machine": f"{platform.platform()}; {cpu_name()}; {os.cpu_count()} cores visible, "
                          f"affinity {sorted(os.sched_getaffinity(0))}",
+              "val_json_sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+                                  for p in map(Path, filter(None, (source.instances_path, source.keypoints_path)))},
               "torch": torch.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "runs": rows}
     if names:
