@@ -80,7 +80,7 @@ def main() -> None:
         points, strides = out["points"], out["strides"]
         boxes = distances_to_boxes(distances_to_pixels(out["box"][0], strides), points) / scale
         scores = out["cls"][0, :, person].sigmoid()
-        kpts = (keypoints_to_pixels(out["kpt"][0], points, strides)[..., :2] / scale).numpy()
+        kpts = (keypoints_to_pixels(out["kpt"][0], out["kpt_points"], out["kpt_strides"])[..., :2] / scale).numpy()
         for box, label, gt in zip(sample.boxes, sample.labels, sample.keypoints, strict=True):
             if label != person or not (gt[:, 2] > 0).any():
                 continue

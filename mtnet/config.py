@@ -34,6 +34,10 @@ class ModelConfig:
     seg_channels: int = 32  # width of the segmentation head (runs at stride 4: the costliest head per channel)
     pan: bool = False  # add a bottom-up PAN-lite path after the top-down FPN
     head_strides: list[int] = field(default_factory=lambda: [8, 16, 32])  # pyramid levels the det/pose heads read
+    share_head_levels: bool = True  # det/pose heads: one set of weights (and BN statistics) for all levels;
+    # false = one per level (YOLOv8/YOLOX), same FLOPs, more weights
+    pose_level: str = "own"  # pose keypoints of every anchor: own (its own level) | finest (read from the finest
+    # head level under the anchor's centre: detection picks the level, joints come from the sharpest features)
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "pose"])  # any subset
 
 
@@ -386,6 +390,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.schedule: expected cosine or onecycle, got {cfg.train.schedule!r}")
     if cfg.loss.balance not in ("fixed", "uncertainty", "dwa"):
         raise ConfigError(f"loss.balance: expected fixed, uncertainty or dwa, got {cfg.loss.balance!r}")
+    if cfg.model.pose_level not in ("own", "finest"):
+        raise ConfigError(f"model.pose_level: expected own or finest, got {cfg.model.pose_level!r}")
     if cfg.loss.seg_resolution not in ("input", "logits"):
         raise ConfigError(f"loss.seg_resolution: expected input or logits, got {cfg.loss.seg_resolution!r}")
     if cfg.train.amp not in ("auto", "bf16", "fp16", "off"):

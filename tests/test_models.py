@@ -133,3 +133,52 @@ def test_deploy_decode_matches_training_decode():
     expected = keypoints_to_pixels(raw["kpt"], raw["points"], raw["strides"])
     torch.testing.assert_close(kpts.reshape(1, -1, 17, 3)[..., :2], expected[..., :2], atol=1e-4, rtol=0)
     torch.testing.assert_close(kpts.reshape(1, -1, 17, 3)[..., 2], expected[..., 2].sigmoid())
+
+
+def test_unshared_heads_give_each_level_its_own_weights_and_batchnorm():
+    """share_head_levels=false: a level's rows change only with that level's weights, and each level keeps
+    its own BN running statistics (the shared head's single statistics mix every level)."""
+    cfg = ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16, share_head_levels=False)
+    model = build_model(cfg, META).eval()
+    shared = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META)
+    det, pose = model.heads["det"], model.heads["pose"]
+    assert len(det.cls_tower) == len(det.cls_pred) == len(pose.tower) == 3
+    assert sum(p.numel() for p in det.parameters()) == 3 * sum(p.numel() for p in shared.heads["det"].parameters())
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        before = model(x)
+        det.cls_pred[2].bias.add_(1.0)
+        pose.pred[1].bias.add_(1.0)
+        after = model(x)
+    p3, p4 = 20 * 20, 10 * 10
+    changed_cls = (after["cls"] != before["cls"]).any(-1)[0]
+    changed_kpt = (after["kpt"] != before["kpt"]).flatten(2).any(-1)[0]
+    assert not changed_cls[: p3 + p4].any() and changed_cls[p3 + p4 :].all()
+    assert not changed_kpt[:p3].any() and changed_kpt[p3 : p3 + p4].all() and not changed_kpt[p3 + p4 :].any()
+    model.train()
+    model(torch.randn(2, 3, 160, 160))  # one training-mode pass updates each level's own BN statistics
+    means = [det.cls_tower[i][0][0][1].running_mean for i in range(3)]
+    assert not torch.allclose(means[0], means[2])
+
+
+def test_pose_from_the_finest_level_reads_the_cell_under_each_coarse_anchor():
+    """pose_level=finest: every anchor's keypoints come from the stride-8 map (the cell under the anchor's
+    centre), in that cell's frame; training decode and the deploy graph agree."""
+    from mtnet.models.heads.pose import keypoints_to_pixels
+
+    cfg = ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16, pose_level="finest")
+    model = build_model(cfg, META).eval()
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        raw = model(x)
+        model.deploy = True
+        kpts = model(x)[2].reshape(1, -1, 17, 3)
+    p3 = raw["kpt"][0, : 20 * 20].reshape(20, 20, 17, 3)
+    p4 = raw["kpt"][0, 20 * 20 : 20 * 20 + 100].reshape(10, 10, 17, 3)
+    p5 = raw["kpt"][0, 20 * 20 + 100 :].reshape(5, 5, 17, 3)
+    torch.testing.assert_close(p4, p3[1::2, 1::2])
+    torch.testing.assert_close(p5, p3[2::4, 2::4])
+    # a stride-32 anchor at cell (0, 0) (centre 16, 16) uses the stride-8 cell (2, 2): centre (20, 20), units of 16 px
+    assert raw["kpt_points"][-25].tolist() == [20.0, 20.0] and raw["kpt_strides"].unique().tolist() == [8.0]
+    expected = keypoints_to_pixels(raw["kpt"], raw["kpt_points"], raw["kpt_strides"])
+    torch.testing.assert_close(kpts[..., :2], expected[..., :2], atol=1e-4, rtol=0)

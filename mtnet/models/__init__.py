@@ -17,6 +17,8 @@ def build_model(cfg: ModelConfig, meta: DatasetMeta) -> MultiTaskNet:
         seg_channels=cfg.seg_channels,
         pan=cfg.pan,
         head_strides=tuple(cfg.head_strides),
+        share_head_levels=cfg.share_head_levels,
+        pose_level=cfg.pose_level,
     )
 
 

@@ -47,3 +47,14 @@ def nhwc_rows(x: torch.Tensor) -> torch.Tensor:
     (onnx2tf) then drop the permute instead of emitting a TRANSPOSE pair per head output and level, and
     a channels_last training tensor needs no copy."""
     return x.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+def per_level(make, copies: int) -> nn.Module:
+    """``make()`` once (shared by every pyramid level) or once per level in a ModuleList. The shared form keeps
+    the plain module's state-dict keys, so checkpoints of shared heads load unchanged."""
+    return make() if copies == 1 else nn.ModuleList([make() for _ in range(copies)])
+
+
+def at_level(module: nn.Module, level: int) -> nn.Module:
+    """The level's copy of a ``per_level`` module."""
+    return module[level] if isinstance(module, nn.ModuleList) else module

@@ -32,6 +32,9 @@ class HeadSpec:
     neck_channels: int
     head_channels: int
     seg_channels: int
+    num_levels: int = 1  # pyramid levels the per-anchor heads read
+    share_levels: bool = True  # one set of head weights for all levels (False: one per level)
+    pose_level: str = "own"  # keypoints from each anchor's own level, or from the finest level ("finest")
 
 
 @dataclass

@@ -59,7 +59,8 @@ class DetectionTask(Task):
         return cfg.det
 
     def build_head(self, meta, spec: HeadSpec) -> nn.Module:
-        return DetectionHead(spec.neck_channels, spec.head_channels, len(meta.det_classes))
+        return DetectionHead(spec.neck_channels, spec.head_channels, len(meta.det_classes),
+                             num_levels=spec.num_levels, share_levels=spec.share_levels)
 
     def forward(self, head, feats: Features, out) -> dict[str, torch.Tensor]:
         shapes = [(int(p.shape[2]), int(p.shape[3])) for p in feats.head_levels]

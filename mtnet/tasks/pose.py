@@ -11,7 +11,7 @@ from torch import nn
 
 from ..eval.coco import coco_keypoint_metrics, detections_to_coco
 from ..losses.pose import normalized_l1_loss, oks_loss, visibility_loss
-from ..models.heads.pose import PoseHead, keypoints_to_pixels
+from ..models.heads.pose import PoseHead, keypoint_anchor_frame, keypoints_to_pixels
 from . import register_task
 from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
 
@@ -53,10 +53,12 @@ class PoseTask(Task):
         return cfg.pose
 
     def build_head(self, meta, spec: HeadSpec) -> nn.Module:
-        return PoseHead(spec.neck_channels, spec.head_channels, meta.num_keypoints)
+        return PoseHead(spec.neck_channels, spec.head_channels, meta.num_keypoints, num_levels=spec.num_levels,
+                        share_levels=spec.share_levels, finest_only=spec.pose_level == "finest")
 
     def forward(self, head, feats: Features, out) -> dict[str, torch.Tensor]:
-        return {"kpt": head(feats.head_levels, planar=feats.deploy)}
+        points, strides = keypoint_anchor_frame(out["points"], out["strides"], head.finest_only)
+        return {"kpt": head(feats.head_levels, planar=feats.deploy), "kpt_points": points, "kpt_strides": strides}
 
     def outputs(self, model) -> list[OutputDef]:
         return [OutputDef("keypoints", "B,A,K*3", "per anchor, K x (x, y, visibility): x, y in input pixels, "
@@ -64,8 +66,8 @@ class PoseTask(Task):
 
     def deploy(self, model, out, images) -> list[torch.Tensor]:
         """Same values as ``keypoints_to_pixels``, from the planar head layout, rank-3 constants only."""
-        points = out["points"][None]  # [1, A, 2]
-        scale = 2.0 * out["strides"][None, :, None]  # offsets are in units of 2*stride from the anchor point
+        points = out["kpt_points"][None]  # [1, A, 2]
+        scale = 2.0 * out["kpt_strides"][None, :, None]  # offsets are in units of 2*stride from the anchor point
         raw = out["kpt"]  # [B, A, 3K] planar: all dx, all dy, all visibility logits (PoseHead planar=True)
         k = model.meta.num_keypoints  # a Python int: traced shape arithmetic breaks the CoreML converter
         x = points[..., 0:1] + raw[..., :k] * scale
@@ -77,7 +79,7 @@ class PoseTask(Task):
         assign, has_det = context["assign"], context["has_det"]
         raw_kpt = out["kpt"][has_det]
         dev = raw_kpt.device
-        points, strides = out["points"], out["strides"]
+        points, strides = out["kpt_points"], out["kpt_strides"]
         gt_kpts = batch["keypoints"].to(dev)[has_det]  # [B, M, K, 3]
         has_pose = batch["has_pose"].to(dev)[has_det]
         gt_index = assign.gt_index

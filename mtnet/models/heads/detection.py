@@ -12,26 +12,38 @@ import math
 import torch
 from torch import nn
 
-from ..layers import DWSeparable, nhwc_rows
+from ..layers import DWSeparable, at_level, nhwc_rows, per_level
 
 
 class DetectionHead(nn.Module):
-    def __init__(self, channels: int, hidden: int, num_classes: int, prior_prob: float = 0.01):
+    """``share_levels=False`` gives every level its own towers and predictions (YOLOv8/YOLOX): same FLOPs, more
+    weights, and BatchNorm statistics per level. Shared towers (FCOS/RetinaNet without GroupNorm) normalise every
+    level with one set of running statistics, a mixture that matches no single level at inference."""
+
+    def __init__(self, channels: int, hidden: int, num_classes: int, prior_prob: float = 0.01,
+                 num_levels: int = 1, share_levels: bool = True):
         super().__init__()
-        self.cls_tower = nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden))
-        self.reg_tower = nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden))
-        self.cls_pred = nn.Conv2d(hidden, num_classes, 1)
-        self.box_pred = nn.Conv2d(hidden, 4, 1)
-        nn.init.normal_(self.cls_pred.weight, std=0.01)
-        nn.init.constant_(self.cls_pred.bias, -math.log((1 - prior_prob) / prior_prob))
-        nn.init.normal_(self.box_pred.weight, std=0.01)
-        nn.init.constant_(self.box_pred.bias, 0.5)
+        copies = 1 if share_levels else num_levels
+
+        def tower() -> nn.Module:
+            return nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden))
+
+        self.cls_tower = per_level(tower, copies)
+        self.reg_tower = per_level(tower, copies)
+        self.cls_pred = per_level(lambda: nn.Conv2d(hidden, num_classes, 1), copies)
+        self.box_pred = per_level(lambda: nn.Conv2d(hidden, 4, 1), copies)
+        for level in range(copies):
+            cls_pred, box_pred = at_level(self.cls_pred, level), at_level(self.box_pred, level)
+            nn.init.normal_(cls_pred.weight, std=0.01)
+            nn.init.constant_(cls_pred.bias, -math.log((1 - prior_prob) / prior_prob))
+            nn.init.normal_(box_pred.weight, std=0.01)
+            nn.init.constant_(box_pred.bias, 0.5)
         self.num_classes = num_classes
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class logits [B, A, C] and raw distances [B, A, 4] over all levels (row-major per level)."""
-        cls_out = [nhwc_rows(self.cls_pred(self.cls_tower(f))) for f in feats]
-        box_out = [nhwc_rows(self.box_pred(self.reg_tower(f))) for f in feats]
+        cls_out = [nhwc_rows(at_level(self.cls_pred, i)(at_level(self.cls_tower, i)(f))) for i, f in enumerate(feats)]
+        box_out = [nhwc_rows(at_level(self.box_pred, i)(at_level(self.reg_tower, i)(f))) for i, f in enumerate(feats)]
         return torch.cat(cls_out, 1), torch.cat(box_out, 1)
 
 

@@ -1,0 +1,114 @@
+"""Where the full pyramid (strides 8/16/32) loses against stride 8 alone: one change at a time, same budget.
+
+    python benchmarks/pyramid_ablation.py [--epochs 30] [--only p3,p345,...] [--threads 1]
+                                          [--out benchmarks/results/pyramid_ablation.json]
+
+Why: on data whose objects span 12 px to more than half the image (``configs/scale_spread.yaml``, the
+scale-spread synthetic variant) the detection and pose heads must read several pyramid levels, and every
+design choice of a multi-level head (weight sharing across levels, assignment, the keypoint offset scale,
+the PAN path) changes what each level learns. Each variant below is the base config plus overrides; every
+row trains from scratch with the same seed, epochs, batch and LR recipe, in its own process with
+``--threads`` torch threads, and is scored by mtnet's COCO evaluators on the same val json.
+
+Each finished row is written to ``<out stem>/<variant>.json`` as soon as it ends, so a long sweep can be
+split over processes (``--only``) and a rerun skips finished rows (``--force`` retrains them). The table
+and ``--out`` are assembled from every row present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_CONFIG = ROOT / "configs" / "scale_spread.yaml"
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    overrides: tuple[str, ...]
+
+
+VARIANTS = (
+    Variant("p3", "stride 8 only", ("model.head_strides=[8]",)),
+    Variant("p345", "8/16/32, heads shared across levels", ()),
+    Variant("p345_sep", "8/16/32, one head per level", ("model.share_head_levels=false",)),
+    Variant("p345_finest", "8/16/32, keypoints from the finest level", ("model.pose_level=finest",)),
+    Variant("p345_sep_finest", "8/16/32, one head per level, keypoints from the finest level",
+            ("model.share_head_levels=false", "model.pose_level=finest")),
+    Variant("p345_sep_pan", "8/16/32, one head per level + PAN", ("model.share_head_levels=false", "model.pan=true")),
+)
+METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
+
+
+def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, data_root: str) -> dict:
+    """Train one variant in a child process (own thread count) and return its final metrics."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "mtnet", "train", str(BASE_CONFIG), f"train.epochs={epochs}", f"data.root={data_root}",
+           f"name={variant.key}", f"output_dir={run_root}", *variant.overrides]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    metrics = json.loads((run_root / variant.key / "metrics.json").read_text())
+    return {"label": variant.label, "overrides": list(variant.overrides), "epochs": epochs,
+            "train_min": round(metrics["train_s"] / 60, 2), "wall_min": round((time.perf_counter() - start) / 60, 2),
+            "params": metrics["params"], **{k: metrics.get(k) for k in METRICS}}
+
+
+def table(rows: dict[str, dict]) -> str:
+    head = "| variant | epochs | train min | box AP | AP50 | AP S | AP M | AP L | kpt AP | kpt AP50 | mIoU |"
+    lines = [head, "|---|" + "---:|" * 10]
+    for key in [v.key for v in VARIANTS if v.key in rows]:
+        r = rows[key]
+        cells = [f"{r[m]:.3f}" if r.get(m) is not None else "–" for m in METRICS]
+        lines.append(f"| {r['label']} | {r['epochs']} | {r['train_min']:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--only", default="", help="comma-separated variant keys (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    p.add_argument("--force", action="store_true", help="retrain rows that already have a result")
+    p.add_argument("--data-root", default="data/scale_spread", help="where the scale-spread set is (generated if missing)")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "pyramid_ablation"), help="training run folders")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pyramid_ablation.json"))
+    args = p.parse_args()
+    known = {v.key: v for v in VARIANTS}
+    chosen = [k for k in args.only.split(",") if k] or list(known)
+    unknown = [k for k in chosen if k not in known]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {list(known)}")
+    out = Path(args.out)
+    row_dir = out.with_suffix("")
+    row_dir.mkdir(parents=True, exist_ok=True)
+    for key in chosen:
+        row_file = row_dir / f"{key}.json"
+        if row_file.exists() and not args.force:
+            continue
+        row = run_variant(known[key], args.epochs, args.threads, Path(args.runs), args.data_root)
+        tmp = row_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(row, indent=2))
+        os.replace(tmp, row_file)
+        print(f"{key}: {json.dumps({m: row[m] for m in METRICS})}", flush=True)
+    rows = {f.stem: json.loads(f.read_text()) for f in sorted(row_dir.glob("*.json"))}
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor() or ''} "
+              f"{os.cpu_count()} cores".strip(), "threads": args.threads, "base_config": str(BASE_CONFIG.relative_to(ROOT)),
+              "rows": rows}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
