@@ -45,20 +45,27 @@ VARIANTS = (
     Variant("p345_finest", "8/16/32, keypoints from the finest level", ("model.pose_level=finest",)),
     Variant("p345_sep_finest", "8/16/32, one head per level, keypoints from the finest level",
             ("model.share_head_levels=false", "model.pose_level=finest")),
+    Variant("p345_finest_mosaic", "8/16/32, keypoints from the finest level, mosaic",
+            ("model.pose_level=finest", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
+    Variant("w10_finest_mosaic", "width 1.0, 8/16/32, keypoints from the finest level, mosaic",
+            ("model.width=1.0", "model.neck_channels=64", "model.head_channels=64", "model.pose_level=finest",
+             "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
     Variant("p345_sep_pan", "8/16/32, one head per level + PAN", ("model.share_head_levels=false", "model.pan=true")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 
 
-def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, data_root: str) -> dict:
+def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, data_root: str,
+                budget_min: float) -> dict:
     """Train one variant in a child process (own thread count) and return its final metrics."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "mtnet", "train", str(BASE_CONFIG), f"train.epochs={epochs}", f"data.root={data_root}",
-           f"name={variant.key}", f"output_dir={run_root}", *variant.overrides]
+           f"train.time_budget_min={budget_min}", f"name={variant.key}", f"output_dir={run_root}", *variant.overrides]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     metrics = json.loads((run_root / variant.key / "metrics.json").read_text())
-    return {"label": variant.label, "overrides": list(variant.overrides), "epochs": epochs,
+    return {"label": variant.label, "overrides": list(variant.overrides), "epochs": metrics["epochs"],
+            "budget_min": budget_min,
             "train_min": round(metrics["train_s"] / 60, 2), "wall_min": round((time.perf_counter() - start) / 60, 2),
             "params": metrics["params"], **{k: metrics.get(k) for k in METRICS}}
 
@@ -75,7 +82,9 @@ def table(rows: dict[str, dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="epochs (the most, with --budget-min)")
+    p.add_argument("--budget-min", type=float, default=0.0,
+                   help="> 0: each row trains for this many minutes (train.time_budget_min) instead of --epochs")
     p.add_argument("--only", default="", help="comma-separated variant keys (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--force", action="store_true", help="retrain rows that already have a result")
@@ -95,7 +104,7 @@ def main() -> None:
         row_file = row_dir / f"{key}.json"
         if row_file.exists() and not args.force:
             continue
-        row = run_variant(known[key], args.epochs, args.threads, Path(args.runs), args.data_root)
+        row = run_variant(known[key], args.epochs, args.threads, Path(args.runs), args.data_root, args.budget_min)
         tmp = row_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=2))
         os.replace(tmp, row_file)

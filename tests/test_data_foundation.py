@@ -136,3 +136,34 @@ def test_augmentation_is_reproducible_per_seed(synthetic_root):
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.boxes, b.boxes)
     assert not np.array_equal(a.image, c.image)
+
+
+def test_generator_never_writes_into_a_folder_it_did_not_make(tmp_path):
+    """A real data set under data.root with a synthetic recipe in the config must not be overwritten."""
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_train.json").write_text("{}")
+    with pytest.raises(DataError, match="data.synthetic=null"):
+        generate_dataset(tmp_path, 2, 1, size=64)
+    assert (tmp_path / "annotations" / "instances_train.json").read_text() == "{}"
+
+
+def test_generator_replaces_another_recipes_files_without_leftovers(tmp_path):
+    generate_dataset(tmp_path, 4, 2, size=64, progress=False)
+    generate_dataset(tmp_path, 2, 1, size=96, progress=False, variant="scale-spread")
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000000000001.jpg", "000000000002.jpg"]
+    assert len(list((tmp_path / "stuffthingmaps" / "val").iterdir())) == 1
+    assert json.loads((tmp_path / "synthetic.json").read_text())["variant"] == "scale-spread"
+
+
+def test_scale_spread_variant_spans_coco_scales_with_crowds(tmp_path):
+    """Objects from ~12 px to over half the image, iscrowd RLE regions as COCO writes them."""
+    generate_dataset(tmp_path, 40, 1, size=256, progress=False, variant="scale-spread")
+    anns = json.loads((tmp_path / "annotations/instances_train.json").read_text())["annotations"]
+    sides = [max(a["bbox"][2:]) for a in anns if not a["iscrowd"]]
+    crowds = [a for a in anns if a["iscrowd"]]
+    assert min(sides) < 16 and max(sides) > 128
+    assert crowds and all(isinstance(a["segmentation"]["counts"], str) for a in crowds)
+    persons = json.loads((tmp_path / "annotations/person_keypoints_train.json").read_text())["annotations"]
+    assert not any(p["iscrowd"] for p in persons)
+    with pytest.raises(ValueError, match="unknown synthetic variant"):
+        generate_dataset(tmp_path / "x", 1, 1, variant="coco")

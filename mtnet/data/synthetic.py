@@ -33,6 +33,7 @@ import colorsys
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
+
+from .sample import DataError
 
 KEYPOINT_NAMES = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -414,8 +417,16 @@ def generate_dataset(root: str | Path, num_train: int, num_val: int, size: int =
     if variant != "standard":
         recipe["variant"] = variant  # standard keeps its stamp: existing copies stay valid
     stamp = root / "synthetic.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
-        return root
+    if stamp.is_file():
+        if json.loads(stamp.read_text()) == recipe:
+            return root
+        for generated in (root / "train", root / "val", root / "stuffthingmaps", root / "annotations"):
+            shutil.rmtree(generated, ignore_errors=True)  # another recipe's files: no stale images left behind
+        stamp.unlink()
+    elif root.is_dir() and any(root.iterdir()):
+        raise DataError(f"{root}: not generating synthetic data here: the folder holds files the generator did not "
+                        "write (no synthetic.json); point data.root at an empty or new folder, or set "
+                        "data.synthetic=null to train on the data already there")
     root.mkdir(parents=True, exist_ok=True)
     generate_split(root, "train", num_train, size, seed, progress, variant)
     generate_split(root, "val", num_val, size, seed, progress, variant)
