@@ -63,16 +63,24 @@ def _version_mismatch(path: Path, state: dict[str, Any]) -> str:
     return f"{found}: retrain with this mtnet, or load, evaluate and export it with the mtnet release that wrote it"
 
 
-def _config(state: dict[str, Any], path: str | Path) -> Config:
+# Config keys added after format version 2, with the behaviour of the checkpoints written before them.
+_PRE_KEY_DEFAULTS = {"model": {"share_head_levels": True}}
+
+
+def stored_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The training config a checkpoint stores (keys added since it was written take its behaviour)."""
     try:
-        return config_from_dict(state["config"])
+        stored = dict(state["config"])
+        for section, defaults in _PRE_KEY_DEFAULTS.items():
+            stored[section] = {**defaults, **stored.get(section, {})}
+        return config_from_dict(stored)
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
 
 
 def load_config_from_checkpoint(path: str | Path) -> Config:
     """The training config stored in a checkpoint."""
-    return _config(load_checkpoint(path), path)
+    return stored_config(load_checkpoint(path), path)
 
 
 def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiTaskNet, Config]:
@@ -81,7 +89,7 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     from .models import build_model
 
     state = load_checkpoint(path, device)
-    cfg = _config(state, path)
+    cfg = stored_config(state, path)
     meta = DatasetMeta.from_dict(state["meta"])
     model = build_model(cfg.model, meta)
     weights = state["ema"]["module"] if state.get("ema") else state["model"]  # best.pt: "model" is already EMA

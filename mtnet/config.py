@@ -34,8 +34,9 @@ class ModelConfig:
     seg_channels: int = 32  # width of the segmentation head (runs at stride 4: the costliest head per channel)
     pan: bool = False  # add a bottom-up PAN-lite path after the top-down FPN
     head_strides: list[int] = field(default_factory=lambda: [8, 16, 32])  # pyramid levels the det/pose heads read
-    share_head_levels: bool = True  # det/pose heads: one set of weights (and BN statistics) for all levels;
-    # false = one per level (YOLOv8/YOLOX), same FLOPs, more weights
+    share_head_levels: bool = False  # det/pose heads: one tower per level with its own BN statistics (YOLOv8/
+    # YOLOX; same FLOPs, more weights) | true = one for all levels (BN statistics mixed over levels: keypoint
+    # AP50 0.39 vs 0.62 on scale-spread data, docs/benchmarks.md#pyramid-levels)
     pose_level: str = "own"  # pose keypoints of every anchor: own (its own level) | finest (read from the finest
     # head level under the anchor's centre: detection picks the level, joints come from the sharpest features)
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "pose"])  # any subset

@@ -87,3 +87,17 @@ def test_a_torch_file_that_is_not_an_mtnet_checkpoint_is_a_one_line_error(tmp_pa
     assert main(["eval", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "weights.pt: not an mtnet checkpoint" in err[0]
+
+
+def test_checkpoint_written_before_share_head_levels_loads_as_shared_heads(tmp_path):
+    """Checkpoints written before model.share_head_levels existed had one head for all levels."""
+    state = _model_state(tmp_path)
+    cfg = load_config("quickstart", TINY_OVERRIDES + [f"data.root={tmp_path}", "data.synthetic=null",
+                                                       "model.head_strides=[8,16,32]", "model.share_head_levels=true"])
+    state["model"] = build_model(cfg.model, META).state_dict()
+    state["config"] = cfg.to_dict()
+    del state["config"]["model"]["share_head_levels"]
+    save_checkpoint(state, tmp_path / "old_heads.pt")
+    model, loaded_cfg = load_model_from_checkpoint(tmp_path / "old_heads.pt")
+    assert loaded_cfg.model.share_head_levels is True
+    assert "heads.det.cls_pred.weight" in model.state_dict()

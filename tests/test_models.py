@@ -140,7 +140,8 @@ def test_unshared_heads_give_each_level_its_own_weights_and_batchnorm():
     its own BN running statistics (the shared head's single statistics mix every level)."""
     cfg = ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16, share_head_levels=False)
     model = build_model(cfg, META).eval()
-    shared = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META)
+    shared = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16,
+                                     share_head_levels=True), META)
     det, pose = model.heads["det"], model.heads["pose"]
     assert len(det.cls_tower) == len(det.cls_pred) == len(pose.tower) == 3
     assert sum(p.numel() for p in det.parameters()) == 3 * sum(p.numel() for p in shared.heads["det"].parameters())

@@ -28,7 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import Config, ConfigError, config_from_dict, save_config
+from ..checkpoint_io import stored_config
+from ..config import Config, ConfigError, save_config
 from ..data.build import build_sources, build_train_dataset
 from ..data.dataset import collate
 from ..data.meta import DatasetMeta
@@ -104,7 +105,7 @@ class Trainer:
         if resume:
             path = self.run_dir / "last.pt" if resume is True else Path(resume)
             resume_state = load_checkpoint(path)
-            stored = config_from_dict(resume_state["config"])
+            stored = stored_config(resume_state, path)
             # a resumed run keeps its recipe; only the stopping point may change
             stored.train.epochs = cfg.train.epochs
             stored.train.stop_after_steps = cfg.train.stop_after_steps
