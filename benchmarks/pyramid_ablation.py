@@ -47,8 +47,10 @@ VARIANTS = (
             ("model.share_head_levels=false", "model.pose_level=finest")),
     Variant("p345_finest_mosaic", "8/16/32, keypoints from the finest level, mosaic",
             ("model.pose_level=finest", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
-    Variant("w10_finest_mosaic", "width 1.0, 8/16/32, keypoints from the finest level, mosaic",
-            ("model.width=1.0", "model.neck_channels=64", "model.head_channels=64", "model.pose_level=finest",
+    Variant("p345_sep_mosaic", "8/16/32, one head per level, mosaic",
+            ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
+    Variant("w10_sep_mosaic", "width 1.0, 8/16/32, one head per level, mosaic",
+            ("model.width=1.0", "model.neck_channels=64", "model.head_channels=64", "model.share_head_levels=false",
              "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
     Variant("p345_sep_pan", "8/16/32, one head per level + PAN", ("model.share_head_levels=false", "model.pan=true")),
 )

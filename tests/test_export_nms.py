@@ -38,6 +38,7 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
 
     state = load_checkpoint(tiny_run / "best.pt")
     state["config"]["model"]["head_strides"] = [8, 16, 32]
+    state["config"]["model"]["share_head_levels"] = True  # the stride-8 head's weights serve all three levels
     folder = tmp_path_factory.mktemp("spread")
     src = folder / "multilevel.pt"
     save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, src)
