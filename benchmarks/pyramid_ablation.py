@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtnet.fileio import atomic_write
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "scale_spread.yaml"
 
@@ -40,13 +42,15 @@ class Variant:
 
 VARIANTS = (
     Variant("p3", "stride 8 only", ("model.head_strides=[8]",)),
-    Variant("p345", "8/16/32, heads shared across levels", ()),
+    Variant("p345", "8/16/32, heads shared across levels", ("model.share_head_levels=true",)),
     Variant("p345_sep", "8/16/32, one head per level", ("model.share_head_levels=false",)),
-    Variant("p345_finest", "8/16/32, keypoints from the finest level", ("model.pose_level=finest",)),
+    Variant("p345_finest", "8/16/32, shared heads, keypoints from the finest level",
+            ("model.share_head_levels=true", "model.pose_level=finest")),
     Variant("p345_sep_finest", "8/16/32, one head per level, keypoints from the finest level",
             ("model.share_head_levels=false", "model.pose_level=finest")),
-    Variant("p345_finest_mosaic", "8/16/32, keypoints from the finest level, mosaic",
-            ("model.pose_level=finest", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
+    Variant("p345_finest_mosaic", "8/16/32, shared heads, keypoints from the finest level, mosaic",
+            ("model.share_head_levels=true", "model.pose_level=finest", "data.augment.mosaic=1.0",
+             "data.augment.no_aug_epochs=3")),
     Variant("p345_sep_mosaic", "8/16/32, one head per level, mosaic",
             ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
     Variant("w10_sep_mosaic", "width 1.0, 8/16/32, one head per level, mosaic",
@@ -70,6 +74,10 @@ def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, dat
             "budget_min": budget_min,
             "train_min": round(metrics["train_s"] / 60, 2), "wall_min": round((time.perf_counter() - start) / 60, 2),
             "params": metrics["params"], **{k: metrics.get(k) for k in METRICS}}
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -107,17 +115,13 @@ def main() -> None:
         if row_file.exists() and not args.force:
             continue
         row = run_variant(known[key], args.epochs, args.threads, Path(args.runs), args.data_root, args.budget_min)
-        tmp = row_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row, indent=2))
-        os.replace(tmp, row_file)
+        write_json(row_file, row)
         print(f"{key}: {json.dumps({m: row[m] for m in METRICS})}", flush=True)
     rows = {f.stem: json.loads(f.read_text()) for f in sorted(row_dir.glob("*.json"))}
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor() or ''} "
               f"{os.cpu_count()} cores".strip(), "threads": args.threads, "base_config": str(BASE_CONFIG.relative_to(ROOT)),
               "rows": rows}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    write_json(out, report)
     print(table(rows))
 
 

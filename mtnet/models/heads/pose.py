@@ -44,11 +44,13 @@ class PoseHead(nn.Module):
         cost ~2 ms per invoke in LiteRT on our x86 host (width 1.0, 320 px), more than the pose tower.
         """
         k = self.num_keypoints
-        order = torch.arange(3 * k, device=at_level(self.pred, 0).weight.device).view(k, 3).t().reshape(-1)
         rows = []
         for i, f in enumerate(feats[:1] if self.finest_only else feats):
             pred = at_level(self.pred, i)
-            weight, bias = (pred.weight[order], pred.bias[order]) if planar else (pred.weight, pred.bias)
+            weight, bias = pred.weight, pred.bias
+            if planar:
+                order = torch.arange(3 * k, device=weight.device).view(k, 3).t().reshape(-1)
+                weight, bias = weight[order], bias[order]
             rows.append(nn.functional.conv2d(at_level(self.tower, i)(f), weight, bias))
         if self.finest_only:
             finest, h0 = rows[0], feats[0].shape[2]
