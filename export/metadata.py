@@ -7,7 +7,8 @@ meaning, labels, keypoint names, skeleton. Each artifact carries the same docume
 (``to_torch``) that restores the documented layout.
 
 Where each file keeps the document, and reading it back, is ``mtnet.modeljson``; a TFLite file also gets
-its output tensors / signature outputs renamed to the documented names (:func:`rewrite_tflite`).
+its output tensors / signature outputs renamed to the documented names and the standard TFLite Model Metadata
+built from the document (:func:`rewrite_tflite`, :mod:`export.tflite_metadata`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from mtnet.decode import NMS_IOU
 from mtnet.modeljson import embed_tflite
 
 SCHEMA_VERSION = 1
+DEFAULT_AUTHOR = "mtnet"
+DEFAULT_LICENSE = "Apache-2.0"  # the SDK's; pass --license for weights under other terms
 
 def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
     """Name, shape, dtype, axes and meaning of each deploy output (torch / ONNX layout), in order; shapes and
@@ -36,15 +39,28 @@ def output_spec(model, imgsz: int) -> list[dict[str, Any]]:
     finally:
         model.deploy = was
     return [{"name": o.name, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "axes": o.axes,
-             "meaning": o.meaning, **({"float_tail": True} if o.float_tail else {})}
+             "meaning": o.meaning, **({"float_tail": True} if o.float_tail else {}),
+             **({"labels": o.labels, "labels_kind": o.labels_kind} if o.labels else {})}
             for o, t in zip(model.output_defs(), outs, strict=True)]
 
 
-def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:
+def model_info(model, imgsz: int, source: str, *, author: str = DEFAULT_AUTHOR,
+               license: str = DEFAULT_LICENSE) -> dict[str, str]:
+    """Name, version, author and license of an exported model (``model.json`` ``model_info``; the standard
+    TFLite metadata's model fields). The version names the checkpoint it came from and the mtnet release."""
+    from mtnet import __version__
+
+    src = Path(source)
+    return {"name": f"mtnet {'+'.join(model.tasks)} {imgsz}px", "version": f"{src.parent.name}/{src.name} "
+            f"(mtnet {__version__}, model.json schema {SCHEMA_VERSION})", "author": author, "license": license}
+
+
+def build_model_json(model, imgsz: int, *, source: str, author: str = DEFAULT_AUTHOR,
+                     license: str = DEFAULT_LICENSE) -> dict[str, Any]:
     """The artifact-independent part of ``model.json``.
 
     ``model``: a ``MultiTaskNet`` or an ``export.nms.NMSDeploy`` around one (then ``nms_in_graph`` is
-    true and ``nms`` holds its settings).
+    true and ``nms`` holds its settings). ``author`` / ``license``: ``model_info`` (``--author`` / ``--license``).
     """
     meta = model.meta
     strides = list(model.strides)
@@ -61,6 +77,7 @@ def build_model_json(model, imgsz: int, *, source: str) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "source_checkpoint": source,
+        "model_info": model_info(model, imgsz, source, author=author, license=license),
         "tasks": list(model.tasks),
         "input": {
             "name": "images", "imgsz": imgsz, "color": "RGB",
@@ -102,9 +119,13 @@ def tflite_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, str], input_name: str,
                    doc: dict[str, Any]) -> None:
-    """Copy ``src`` to ``dst`` with outputs renamed (old tensor name -> new) and ``doc`` embedded."""
+    """Copy ``src`` to ``dst`` with outputs renamed (old tensor name -> new) and put in ``doc``'s order, ``doc``
+    embedded (``mtnet.model_json`` buffer) and the standard TFLite metadata built from it
+    (:mod:`export.tflite_metadata`: metadata buffer + associated files appended)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
+
+    from .tflite_metadata import append_associated_files, attach, build_metadata
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(Path(src).read_bytes()), 0))
     graph = model.subgraphs[0]
@@ -113,6 +134,8 @@ def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, 
         old = graph.tensors[i].name.decode()
         graph.tensors[i].name = output_names[old].encode()
         index_to_new[i] = output_names[old]
+    order = [o["name"] for o in doc["outputs"]]
+    graph.outputs = sorted((int(i) for i in graph.outputs), key=lambda i: order.index(index_to_new[i]))
     graph.tensors[graph.inputs[0]].name = input_name.encode()
     for sig in model.signatureDefs or []:
         for tmap in sig.outputs or []:
@@ -120,6 +143,8 @@ def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, 
         for tmap in sig.inputs or []:
             tmap.name = input_name.encode()
     embed_tflite(model, doc)
+    metadata, files = build_metadata(doc, [index_to_new[i] for i in graph.outputs])
+    attach(model, metadata)
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    Path(dst).write_bytes(builder.Output())
+    Path(dst).write_bytes(append_associated_files(bytes(builder.Output()), files))

@@ -147,7 +147,7 @@ class NMSDeploy(nn.Module):
         defs = [
             OutputDef("detections", "B,max_det,6", "kept detections after in-graph class-aware NMS, descending "
                       "score: x1, y1, x2, y2 (input pixels), score, class label (float); rows past num_detections "
-                      "are zero", per_anchor=True, float_tail=True),
+                      "are zero", per_anchor=True, float_tail=True, labels="labels.det", labels_kind="value"),
             OutputDef("num_detections", "B", "number of valid rows of detections (int32)"),
         ]
         for o in self.model.output_defs():

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from mtnet.errors import MtnetWarning, UserError
 
+from .metadata import DEFAULT_AUTHOR, DEFAULT_LICENSE
 from .nms import NMSOptions
 
 FORMATS = ("onnx", "tflite", "coreml")
@@ -48,6 +49,8 @@ class ExportOptions:
     bench_runs: int = 50  # 0 disables latency
     progress: bool = True
     nms: NMSOptions | None = None  # in-graph NMS (``--nms``) for ONNX / TFLite; None: raw decoded outputs
+    author: str = DEFAULT_AUTHOR  # model_info / TFLite metadata author (``--author``)
+    license: str = DEFAULT_LICENSE  # model_info / TFLite metadata license (``--license``)
 
     def validate(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -160,7 +163,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
 
     # the graph exported to ONNX / TFLite: the deploy model, or the deploy model + in-graph NMS
     graph = NMSDeploy(model, imgsz, opts.nms) if opts.nms is not None else model
-    doc = build_model_json(graph, imgsz, source=source)
+    doc = build_model_json(graph, imgsz, source=source, author=opts.author, license=opts.license)
     artifacts: list[Artifact] = []
 
     bar.set_description("export: onnx")
@@ -180,7 +183,8 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
     if "coreml" in opts.formats:
         bar.set_description("export: coreml")
         # CoreML gets the graph without NMS (and its own model.json saying so): see _export_coreml
-        coreml_doc = build_model_json(model, imgsz, source=source) if opts.nms is not None else doc
+        coreml_doc = (build_model_json(model, imgsz, source=source, author=opts.author, license=opts.license)
+                      if opts.nms is not None else doc)
         artifacts += _export_coreml(model, imgsz, opts, out, coreml_doc)
         bar.update()
 

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="export name (default: the checkpoint's run folder name)")
     p.add_argument("--data", default=None, help="COCO or VOC data folder for calibration and accuracy "
                                                 "(default: the checkpoint's data.root / data.sources)")
+    p.add_argument("--author", default="mtnet", help="author in model.json and the TFLite metadata")
+    p.add_argument("--license", default="Apache-2.0", help="license of the weights, in model.json and the TFLite "
+                   "metadata")
     q = p.add_argument_group("int8 quantization")
     q.add_argument("--quant", choices=("full-int8", "dynamic-range"), default="full-int8",
                    help="full-int8: calibrated PTQ of weights+activations; dynamic-range: int8 weights only")
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         bench_threads=args.bench_threads, bench_runs=args.bench_runs, progress=not args.no_progress,
         nms=NMSOptions(conf=args.nms_conf, iou=args.nms_iou, max_det=args.max_det, candidates=args.nms_candidates)
         if args.nms else None,
+        author=args.author, license=args.license,
     )
     out = export_checkpoint(args.checkpoint, args.out, name=args.name, options=opts)
     print((out / "report.md").read_text())

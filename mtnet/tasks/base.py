@@ -56,6 +56,10 @@ class OutputDef:
     ``per_anchor``: indexed by anchor like ``boxes`` ([B, A, ...]); an in-graph NMS keeps the same rows of it.
     ``float_tail``: the in-graph decode ops after the last conv stay float32 in full-int8 models (pixel
     coordinates need more than 256 levels).
+    ``labels``: the ``model.json`` list that names this output's entries (``"labels.det"``, ``"labels.seg"``,
+    ``"keypoints.names"``); the TFLite metadata attaches it as a labels file. ``labels_kind``: ``"axis"`` (one
+    name per index of the last axis: class scores), ``"value"`` (values are class ids: argmax maps, the class
+    column of NMS rows) or ``"parts"`` (names of the groups along the last axis, e.g. K keypoints of K*3).
     """
 
     name: str
@@ -63,6 +67,8 @@ class OutputDef:
     meaning: str
     per_anchor: bool = False
     float_tail: bool = False
+    labels: str | None = None
+    labels_kind: str = "axis"
 
 
 @dataclass

@@ -72,7 +72,7 @@ class DetectionTask(Task):
         return [OutputDef("boxes", "B,A,4", "xyxy box per anchor in input pixels (grid and stride applied in-graph)",
                           per_anchor=True, float_tail=True),
                 OutputDef("scores", "B,A,C", "per-class probability (sigmoid) per anchor; decode with a threshold + "
-                          "class-aware NMS", per_anchor=True)]
+                          "class-aware NMS", per_anchor=True, labels="labels.det")]
 
     def deploy(self, model, out, images) -> list[torch.Tensor]:
         """Boxes decoded in-graph with rank-3 tensors and [1, A, 1] constants only.

@@ -62,7 +62,8 @@ class PoseTask(Task):
 
     def outputs(self, model) -> list[OutputDef]:
         return [OutputDef("keypoints", "B,A,K*3", "per anchor, K x (x, y, visibility): x, y in input pixels, "
-                          "visibility probability", per_anchor=True, float_tail=True)]
+                          "visibility probability", per_anchor=True, float_tail=True, labels="keypoints.names",
+                          labels_kind="parts")]
 
     def deploy(self, model, out, images) -> list[torch.Tensor]:
         """Same values as ``keypoints_to_pixels``, from the planar head layout, rank-3 constants only."""

@@ -75,9 +75,11 @@ class SegmentationTask(Task):
 
     def outputs(self, model) -> list[OutputDef]:
         if model.seg_output == "argmax":
-            return [OutputDef("seg", "B,H,W", "per-pixel class label at input size")]
+            return [OutputDef("seg", "B,H,W", "per-pixel class label at input size", labels="labels.seg",
+                              labels_kind="value")]
         return [OutputDef("seg", "B,S,H,W", "per-class segmentation logits at stride 4 (input size / 4): resize "
-                          "bilinearly (half-pixel centres) to the input size or your view, then argmax")]
+                          "bilinearly (half-pixel centres) to the input size or your view, then argmax",
+                          labels="labels.seg")]
 
     def deploy(self, model, out, images) -> list[torch.Tensor]:
         """Logits stay at stride 4 (upsampling S channels to the input in-graph costs more than the pose head);
