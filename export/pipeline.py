@@ -49,6 +49,9 @@ class ExportOptions:
     bench_runs: int = 50  # 0 disables latency
     progress: bool = True
     nms: NMSOptions | None = None  # in-graph NMS (``--nms``) for ONNX / TFLite; None: raw decoded outputs
+    # ``--target mediapipe``: also the MediaPipe Tasks files (export.mediapipe), the detector's in-graph NMS with
+    # these options (``--nms-*``); None: no MediaPipe files
+    mediapipe: NMSOptions | None = None
     author: str = DEFAULT_AUTHOR  # model_info / TFLite metadata author (``--author``)
     license: str = DEFAULT_LICENSE  # model_info / TFLite metadata license (``--license``)
 
@@ -63,8 +66,9 @@ class ExportOptions:
             raise UserError(f"--imgsz must be a multiple of 32 and >= 64, got {self.imgsz}")
         if self.seg_output not in ("logits", "argmax"):
             raise UserError(f"--seg-output must be 'logits' or 'argmax', got {self.seg_output!r}")
-        if self.nms is not None:
-            self.nms.validate()
+        for nms in (self.nms, self.mediapipe):
+            if nms is not None:
+                nms.validate()
 
 
 @dataclass
@@ -117,6 +121,7 @@ def export_checkpoint(checkpoint: str | Path, out_root: str | Path = "exports", 
     stage_dir = scratch / name
     stage_dir.mkdir()
     stages = ["onnx"] + (["tflite"] if "tflite" in opts.formats else []) + (
+        ["mediapipe"] if opts.mediapipe is not None else []) + (
         ["coreml"] if "coreml" in opts.formats else []) + ["checks", "report"]
     bar = tqdm(total=len(stages), desc="export", unit="stage", disable=not opts.progress)
     try:
@@ -179,6 +184,16 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
         bar.set_description("export: tflite (onnx2tf)")
         tfl, calib_info = _export_tflite(onnx_path, imgsz, opts, cfg, model.meta, out, scratch, doc, probe_images)
         artifacts += tfl
+        bar.update()
+    if opts.mediapipe is not None:
+        bar.set_description("export: mediapipe (onnx2tf)")
+        from .mediapipe import export_mediapipe
+
+        for file in export_mediapipe(model, imgsz, opts.mediapipe, out, scratch, doc, probe_images, author=opts.author,
+                                     license=opts.license):
+            artifacts.append(Artifact(file, "tflite", "fp32", None, notes=[
+                "MediaPipe Tasks file (input pixel / 255, normalisation in-graph); checked with MediaPipe's Tasks "
+                "API by tests/test_mediapipe.py; `mtnet predict`/`eval` read it too"]))
         bar.update()
     if "coreml" in opts.formats:
         bar.set_description("export: coreml")

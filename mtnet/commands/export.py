@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="export name (default: the checkpoint's run folder name)")
     p.add_argument("--data", default=None, help="COCO or VOC data folder for calibration and accuracy "
                                                 "(default: the checkpoint's data.root / data.sources)")
+    p.add_argument("--target", choices=("mediapipe",), action="append", default=[],
+                   help="mediapipe: also write model_mediapipe_detector.tflite (ObjectDetector: NMS in the graph, "
+                        "--nms-* options) and model_mediapipe_segmenter.tflite (ImageSegmenter)")
     p.add_argument("--author", default="mtnet", help="author in model.json and the TFLite metadata")
     p.add_argument("--license", default="Apache-2.0", help="license of the weights, in model.json and the TFLite "
                    "metadata")
@@ -51,15 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from mtnet.export.nms import NMSOptions
     from mtnet.export.pipeline import ExportOptions, export_checkpoint
 
+    nms = NMSOptions(conf=args.nms_conf, iou=args.nms_iou, max_det=args.max_det, candidates=args.nms_candidates)
     opts = ExportOptions(
         formats=args.formats, precisions=args.precision, imgsz=args.imgsz, seg_output=args.seg_output,
         quant=QuantConfig(method=args.quant, num_images=args.calib_images, int8_io=args.int8_io,
                           quant_type=args.quant_type),
         data_root=args.data, parity_images=args.parity_images, evaluate=not args.no_eval,
         bench_threads=args.bench_threads, bench_runs=args.bench_runs, progress=not args.no_progress,
-        nms=NMSOptions(conf=args.nms_conf, iou=args.nms_iou, max_det=args.max_det, candidates=args.nms_candidates)
-        if args.nms else None,
-        author=args.author, license=args.license,
+        nms=nms if args.nms else None,
+        author=args.author, license=args.license, mediapipe=nms if "mediapipe" in args.target else None,
     )
     out = export_checkpoint(args.checkpoint, args.out, name=args.name, options=opts)
     print((out / "report.md").read_text())

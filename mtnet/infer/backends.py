@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.meta import DatasetMeta
-from ..data.preprocess import normalize_nhwc
+from ..data.preprocess import normalize_nhwc, to_unit_range
 from ..errors import UserError
 from ..modeljson import read_onnx, read_tflite
 from .quant import dequantize_output, quantize_input
@@ -69,6 +69,9 @@ class LiteRTBackend:
         if missing:
             raise BackendError(f"{path}: outputs {missing} named in its metadata are not in the model")
         self.interp.allocate_tensors()
+        # MediaPipe Tasks files (``export.mediapipe``) take pixel / 255 and normalise in the graph
+        self.in_graph_norm = self.doc["input"].get("normalization") == "in_graph"
+        self.mediapipe_task = self.doc.get("mediapipe", {}).get("task")
 
     def _one(self, x: np.ndarray) -> dict[str, np.ndarray]:
         self.interp.set_tensor(self.input["index"], quantize_input(x, self.input))
@@ -77,10 +80,20 @@ class LiteRTBackend:
         for name, perm in self.to_torch.items():
             d = self.outputs[name]
             out[name] = np.transpose(dequantize_output(self.interp.get_tensor(d["index"]), d), perm)
-        return out
+        return from_object_detector(out, self.imgsz) if self.mediapipe_task == "object_detector" else out
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return _in_batches(self._one, normalize_nhwc(images), self.batch)
+        x = to_unit_range(images) if self.in_graph_norm else normalize_nhwc(images)
+        return _in_batches(self._one, x, self.batch)
+
+
+def from_object_detector(out: dict[str, np.ndarray], imgsz: int) -> dict[str, np.ndarray]:
+    """MediaPipe ObjectDetector outputs (``location`` top/left/bottom/right ratios, ``category``, ``score``,
+    ``number_of_detections``) -> the ``--nms`` outputs ``mtnet.decode`` reads (``detections`` rows x1, y1,
+    x2, y2 in input pixels, score, class; ``num_detections``)."""
+    loc = out["location"][..., [1, 0, 3, 2]] * np.float32(imgsz)
+    det = np.concatenate([loc, out["score"][..., None], out["category"][..., None]], -1).astype(np.float32)
+    return {"detections": det, "num_detections": out["number_of_detections"].astype(np.int32)}
 
 
 def _in_batches(run, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:

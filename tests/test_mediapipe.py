@@ -1,0 +1,111 @@
+"""``mtnet export --target mediapipe``: the files run in MediaPipe Tasks' real ``ObjectDetector`` and
+``ImageSegmenter`` (the C++ graph Android, iOS and Web run) and agree with mtnet's own ``Predictor`` on the same
+file, on real val images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtnet.cli import main
+from mtnet.data.coco import CocoSource
+from tests.test_export_nms import spread_checkpoint  # noqa: F401  (fixture: distinct detection scores)
+
+pytestmark = pytest.mark.slow
+
+CONF, IOU = 0.3, 0.6
+
+
+@pytest.fixture(scope="module")
+def mp_export(spread_checkpoint, tmp_path_factory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("exports_mp")
+    rc = main(["export", str(spread_checkpoint), "--formats", "onnx", "--precision", "fp32", "--target", "mediapipe",
+               "--nms-conf", str(CONF), "--nms-iou", str(IOU), "--imgsz", "160", "--out", str(out), "--name", "mp",
+               "--no-eval", "--bench-runs", "0", "--parity-images", "2", "--no-progress"])
+    assert rc == 0
+    return out / "mp"
+
+
+def _images(root: Path) -> list[np.ndarray]:
+    val = CocoSource(root, "val")
+    return [np.ascontiguousarray(val.load(i).image) for i in range(len(val))]
+
+
+def _mp_image(image: np.ndarray):
+    import mediapipe as mp
+
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=image)
+
+
+def test_object_detector_matches_mtnet_predictor(mp_export, synthetic_root):
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from mtnet.infer.predictor import Predictor
+
+    path = mp_export / "model_mediapipe_detector.tflite"
+    predictor = Predictor.from_path(path, conf=0.0)
+    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)), score_threshold=0.0,
+                                           max_results=-1)
+    total = 0
+    with vision.ObjectDetector.create_from_options(options) as detector:
+        for image in _images(synthetic_root):
+            got = detector.detect(_mp_image(image)).detections
+            ref = predictor.predict([image])[0].detections
+            assert len(got) == len(ref) > 0
+            for d, box, label, score in zip(got, ref.boxes, ref.labels, ref.scores, strict=True):
+                assert d.categories[0].category_name == predictor.meta.det_classes[int(label)]
+                assert d.categories[0].score == pytest.approx(float(score), abs=1e-5)
+                # MediaPipe reports integer pixels (origin and size truncated): each within 1 px
+                b = d.bounding_box
+                got_box = np.array([b.origin_x, b.origin_y, b.width, b.height], np.float64)
+                ref_box = np.array([box[0], box[1], box[2] - box[0], box[3] - box[1]], np.float64)
+                assert np.abs(got_box - ref_box).max() < 1.0, (got_box, ref_box)
+            total += len(got)
+    assert total >= 20
+
+
+def test_image_segmenter_matches_mtnet_predictor(mp_export, synthetic_root):
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from mtnet.infer.predictor import Predictor
+
+    path = mp_export / "model_mediapipe_segmenter.tflite"
+    predictor = Predictor.from_path(path)
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)),
+                                           output_category_mask=True, output_confidence_masks=True)
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        assert segmenter.labels == predictor.meta.seg_classes
+        for image in _images(synthetic_root):
+            result = segmenter.segment(_mp_image(image))
+            mask = result.category_mask.numpy_view().reshape(image.shape[:2])
+            ref = predictor.predict([image])[0].seg
+            for c in np.union1d(np.unique(mask), np.unique(ref)):
+                inter, union = np.sum((mask == c) & (ref == c)), np.sum((mask == c) | (ref == c))
+                assert inter / union >= 0.99, (c, inter / union)
+            # confidence masks: the SOFTMAX the metadata asks for, of the same logits mtnet reads
+            logits = predictor.backend(image[None])["seg"][0].astype(np.float64)
+            prob = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
+            conf = np.stack([m.numpy_view().reshape(image.shape[:2]) for m in result.confidence_masks])
+            np.testing.assert_allclose(conf, prob, atol=1e-4)
+
+
+def test_object_detector_refuses_the_file_without_standard_metadata(mp_export, tmp_path):
+    """The metadata is what MediaPipe needs: the same graph without it is refused."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from mtnet.export.tflite_metadata import METADATA_NAME
+
+    data = bytearray((mp_export / "model_mediapipe_detector.tflite").read_bytes())
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    model.metadata = [m for m in model.metadata if m.name.decode() != METADATA_NAME]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(builder.Output())
+    with pytest.raises(Exception, match="[Mm]etadata"):
+        vision.ObjectDetector.create_from_options(
+            vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(bare))))
