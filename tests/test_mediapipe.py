@@ -96,7 +96,6 @@ def test_object_detector_refuses_the_file_without_standard_metadata(mp_export, t
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
     from mediapipe.tasks.python import BaseOptions, vision
-
     from mtnet.export.tflite_metadata import METADATA_NAME
 
     data = bytearray((mp_export / "model_mediapipe_detector.tflite").read_bytes())
