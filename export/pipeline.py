@@ -197,7 +197,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
         bar.update()
     if "coreml" in opts.formats:
         bar.set_description("export: coreml")
-        # CoreML gets the graph without NMS (and its own model.json saying so): see _export_coreml
+        # CoreML gets the raw deploy graph; with --nms, CoreML's own NMS model after it (_export_coreml)
         coreml_doc = (build_model_json(model, imgsz, source=source, author=opts.author, license=opts.license)
                       if opts.nms is not None else doc)
         artifacts += _export_coreml(model, imgsz, opts, out, coreml_doc)
@@ -310,16 +310,26 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
 
 
 def _export_coreml(model, imgsz: int, opts: ExportOptions, out: Path, doc: dict) -> list[Artifact]:
-    from .coreml import convert_coreml, quantize_weights_int8, save_mlpackage
+    from .coreml import convert_coreml, convert_coreml_nms, quantize_weights_int8, save_mlpackage
 
     note = "CoreML runs only on Apple platforms: converted and inspected here, not run"
-    if opts.nms is not None:  # the ONNX NonMaxSuppression node has no CoreML lowering from a traced graph
-        note += "; without in-graph NMS (--nms applies to ONNX/TFLite): decode with mtnet.decode or Vision"
-    mlmodel = convert_coreml(model, imgsz, doc)
+    int8 = "int8" in opts.precisions
+    if opts.nms is not None:  # detection through coremltools' NonMaximumSuppression model (Vision observations)
+        nms = opts.nms
+        doc = {**doc, "coreml_nms": {"model": "coremltools NonMaximumSuppression (pipeline)", "iou": nms.iou,
+                                     "conf": nms.conf, "class_aware": True,
+                                     "thresholds_at_run_time": ["iouThreshold", "confidenceThreshold"]}}
+        note += ("; detection through a pipeline with CoreML's NonMaximumSuppression model (Vision returns "
+                 "VNRecognizedObjectObservation; thresholds are optional inputs)")
+        mlmodel = convert_coreml_nms(model, imgsz, doc, iou=nms.iou, conf=nms.conf)
+        quantized = convert_coreml_nms(model, imgsz, doc, iou=nms.iou, conf=nms.conf, int8_weights=True) if int8 else None
+    else:
+        mlmodel = convert_coreml(model, imgsz, doc)
+        quantized = quantize_weights_int8(mlmodel, doc) if int8 else None
     save_mlpackage(mlmodel, out / "model.mlpackage")
     arts = [Artifact("model.mlpackage", "coreml", "fp16", None, notes=[note])]
-    if "int8" in opts.precisions:
-        save_mlpackage(quantize_weights_int8(mlmodel, doc), out / "model_int8w.mlpackage")
+    if quantized is not None:
+        save_mlpackage(quantized, out / "model_int8w.mlpackage")
         arts.append(Artifact("model_int8w.mlpackage", "coreml", "int8w", None, notes=[note]))
     return arts
 
