@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,8 @@ def convert_coreml_nms(model: nn.Module, imgsz: int, doc: dict[str, Any], *, iou
     try:
         wrapped = VisionDetect(model.eval(), imgsz).eval()
         example = torch.rand(1, 3, imgsz, imgsz)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # fixed input size by design
             traced = torch.jit.trace(wrapped, example, check_trace=False)
         detector = ct.convert(
             traced,
