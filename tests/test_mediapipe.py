@@ -19,9 +19,43 @@ CONF, IOU = 0.3, 0.6
 
 
 @pytest.fixture(scope="module")
-def mp_export(spread_checkpoint, tmp_path_factory) -> Path:  # noqa: F811
+def mixed_checkpoint(spread_checkpoint, synthetic_root, tmp_path_factory) -> Path:  # noqa: F811
+    """``spread_checkpoint`` with a segmentation classifier whose argmax varies over real images.
+
+    After one epoch one class wins every pixel, so a mask comparison would only see that class. As for the
+    detection scores in ``spread_checkpoint``: the classifier becomes a fixed random projection of the real
+    head features, centred per class and scaled to a standard deviation of 2 over two val images.
+    """
+    import torch
+
+    from mtnet.checkpoint_io import load_checkpoint, load_model_from_checkpoint
+    from mtnet.data.preprocess import letterbox
+    from mtnet.engine.checkpoint import save_checkpoint
+    from mtnet.infer.predictor import TorchBackend
+
+    model, _ = load_model_from_checkpoint(spread_checkpoint)
+    head = model.heads["seg"].classifier
+    feats: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+    val = CocoSource(synthetic_root, "val")
+    TorchBackend(model, 160)(np.stack([letterbox(val.load(i).image, 160)[0] for i in range(2)]))
+    hook.remove()
+    f = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) for x in feats]).double()
+    w = torch.randn(head.weight.shape[:2], generator=torch.Generator().manual_seed(1)).double()
+    w = w * (2.0 / (f @ w.T).std(0))[:, None]
+    state = load_checkpoint(spread_checkpoint)
+    weights = state["ema"]["module"] if state.get("ema") else state["model"]
+    weights["heads.seg.classifier.weight"] = w.float()[:, :, None, None]
+    weights["heads.seg.classifier.bias"] = (-(f @ w.T).mean(0)).float()
+    dst = tmp_path_factory.mktemp("mixed") / "mixed.pt"
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def mp_export(mixed_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exports_mp")
-    rc = main(["export", str(spread_checkpoint), "--formats", "onnx", "--precision", "fp32", "--target", "mediapipe",
+    rc = main(["export", str(mixed_checkpoint), "--formats", "onnx", "--precision", "fp32", "--target", "mediapipe",
                "--nms-conf", str(CONF), "--nms-iou", str(IOU), "--imgsz", "160", "--out", str(out), "--name", "mp",
                "--no-eval", "--bench-runs", "0", "--parity-images", "2", "--no-progress"])
     assert rc == 0
@@ -75,12 +109,14 @@ def test_image_segmenter_matches_mtnet_predictor(mp_export, synthetic_root):
     predictor = Predictor.from_path(path)
     options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(path)),
                                            output_category_mask=True, output_confidence_masks=True)
+    seen: set[int] = set()
     with vision.ImageSegmenter.create_from_options(options) as segmenter:
         assert segmenter.labels == predictor.meta.seg_classes
         for image in _images(synthetic_root):
             result = segmenter.segment(_mp_image(image))
             mask = result.category_mask.numpy_view().reshape(image.shape[:2])
             ref = predictor.predict([image])[0].seg
+            seen.update(np.unique(ref).tolist())
             for c in np.union1d(np.unique(mask), np.unique(ref)):
                 inter, union = np.sum((mask == c) & (ref == c)), np.sum((mask == c) | (ref == c))
                 assert inter / union >= 0.99, (c, inter / union)
@@ -89,6 +125,7 @@ def test_image_segmenter_matches_mtnet_predictor(mp_export, synthetic_root):
             prob = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
             conf = np.stack([m.numpy_view().reshape(image.shape[:2]) for m in result.confidence_masks])
             np.testing.assert_allclose(conf, prob, atol=1e-4)
+    assert len(seen) >= 3  # the masks compared hold several classes
 
 
 def test_object_detector_refuses_the_file_without_standard_metadata(mp_export, tmp_path):
