@@ -13,6 +13,7 @@ built from the document (:func:`rewrite_tflite`, :mod:`export.tflite_metadata`).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,6 @@ def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, 
     """Copy ``src`` to ``dst`` with outputs renamed (old tensor name -> new) and put in ``doc``'s order, ``doc``
     embedded (``mtnet.model_json`` buffer) and the standard TFLite metadata built from it
     (:mod:`export.tflite_metadata`: metadata buffer + associated files appended)."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     from .tflite_metadata import append_associated_files, attach, build_metadata
@@ -145,6 +145,32 @@ def rewrite_tflite(src: str | Path, dst: str | Path, *, output_names: dict[str, 
     embed_tflite(model, doc)
     metadata, files = build_metadata(doc, [index_to_new[i] for i in graph.outputs])
     attach(model, metadata)
-    builder = flatbuffers.Builder(1024)
+    builder = _aligned_builder_class()(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     Path(dst).write_bytes(append_associated_files(bytes(builder.Output()), files))
+
+
+@functools.cache
+def _aligned_builder_class():
+    """The builder class, made on first use (flatbuffers comes with the export extra)."""
+    import flatbuffers
+
+    class AlignedBuilder(flatbuffers.Builder):
+        """Writes uint8 arrays (the model's constant buffers) 16-byte aligned, as TFLite's schema asks
+        (``Buffer.data: [ubyte] (force_align: 16)``) and the generated Python code does not: LiteRT copies every
+        unaligned constant to the heap instead of using the mapped file."""
+
+        _align16 = False
+
+        def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' API)
+            self._align16 = x.dtype == np.uint8
+            try:
+                return super().CreateNumpyVector(x)
+            finally:
+                self._align16 = False
+
+        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802, N803
+            return super().StartVector(elemSize, numElems, 16 if self._align16 else alignment)
+
+    return AlignedBuilder
+

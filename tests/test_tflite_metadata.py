@@ -107,3 +107,14 @@ def test_a_new_output_is_described_from_model_json_alone():
     assert out.name == b"masks" and out.description.decode().startswith("masks [B,A,M]: instance mask coefficients")
     assert out.associatedFiles[0].type == md.AssociatedFileType.TENSOR_VALUE_LABELS
     assert files[out.associatedFiles[0].name.decode()] == b"a\nb\n"
+
+
+def test_constant_buffers_are_16_byte_aligned(exported):
+    """TFLite's schema asks for 16-byte aligned buffer data; otherwise LiteRT copies each constant to the heap
+    ("unaligned buffer ... copying") instead of using the mapped file."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytearray((exported / "model_float32.tflite").read_bytes()), 0)
+    starts = [model.Buffers(i)._tab.Vector(model.Buffers(i)._tab.Offset(4))
+              for i in range(model.BuffersLength()) if model.Buffers(i).DataLength()]
+    assert len(starts) > 50 and all(p % 16 == 0 for p in starts)
