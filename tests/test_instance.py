@@ -19,7 +19,7 @@ from mtnet.data.sample import IGNORE_INDEX, Sample
 from mtnet.data.transforms import EvalTransform, TrainTransform
 from mtnet.decode import Detections
 from mtnet.decode_masks import assemble_masks, unletterbox_masks
-from mtnet.losses.instance import full_targets, to_grid, weak_targets
+from mtnet.losses.instance import full_targets, mask_loss, weak_targets
 from mtnet.tasks import get_task, resolve_tasks
 
 from .conftest import tiny_config
@@ -121,8 +121,20 @@ def test_weak_targets_box_class_inside_box_and_same_class_overlap_ignored():
     assert fg[0, 7, 7] == 0 and lab[0, 7, 7] == 1  # outside box 0 it is labelled 0 (the loss crops to the box)
     assert not lab[2].any()  # a box whose class the semantic map lacks gets no target at all
     assert lab[0, 0, 0] == 0  # the map's own ignore pixels
-    grid_fg, grid_valid = to_grid(fg, lab, 5, 5)
-    assert grid_fg.shape == (3, 5, 5) and grid_valid.dtype == torch.bool
+
+
+def test_mask_loss_scores_the_upsampled_mask_inside_the_box_only():
+    protos = torch.zeros(2, 4, 4)
+    protos[0] = 1.0  # prototype 0: everywhere; coefficient sign decides the whole mask
+    target = torch.zeros(1, 16, 16)
+    target[0, 4:12, 4:12] = 1
+    valid = torch.ones(1, 16, 16)
+    box = torch.tensor([[4.0, 4.0, 12.0, 12.0]])
+    good, n = mask_loss(torch.tensor([[8.0, 0.0]]), protos, target, valid, box)
+    bad, _ = mask_loss(torch.tensor([[-8.0, 0.0]]), protos, target, valid, box)
+    assert n == 1 and good < 0.01 < 1.0 < bad  # outside the box the all-ones mask costs nothing
+    none, n0 = mask_loss(torch.tensor([[8.0, 0.0]]), protos, target, torch.zeros(1, 16, 16), box)
+    assert n0 == 0 and none == 0  # nothing labelled in the box: no loss, not background
 
 
 # ---- decode and metric
