@@ -11,7 +11,8 @@ Targets are built per object at label resolution:
   as are the semantic map's own 255 pixels. Outside its box nothing is asked of a mask (it is cropped there).
 
 The loss is binary cross-entropy of the assembled mask logits, upsampled to the labels, on the pixels of the
-ground-truth box, averaged per object, then over the foreground anchors that detection's assignment gave to
+ground-truth box grown by ``CROP_MARGIN`` (the region the decoder keeps around a predicted box; outside the
+object it is background), averaged per object, then over the foreground anchors that detection's assignment gave to
 objects with a target (YOLACT / YOLOv8-seg crop the same way); at most ``MAX_MASKS_PER_IMAGE`` anchors per
 image (a random subset, as YOLACT's 100) keep full-resolution masks affordable.
 """
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..decode_masks import CROP_MARGIN
 
 IGNORE = 255
 
@@ -60,14 +63,16 @@ def mask_loss(coefs: torch.Tensor, protos: torch.Tensor, target: torch.Tensor, v
     """Sum over rows of the box-cropped mean BCE, and the number of rows with any labelled pixel in their box.
 
     ``coefs`` [N, P], ``protos`` [P, h, w]; ``target`` / ``valid`` [N, H, W] at label resolution; ``boxes`` [N, 4]
-    in input pixels. The assembled logits are upsampled bilinearly (half-pixel centres) to the labels first, as
+    in input pixels (scored: the box grown by ``CROP_MARGIN``). The assembled logits are upsampled bilinearly (half-pixel centres) to the labels first, as
     ``mtnet.decode_masks`` does at inference: the loss scores the mask the decoder will draw, so structures
     thinner than a prototype cell (limbs) are learnt, not averaged away.
     """
     p, h, w = protos.shape
     logits = (coefs @ protos.reshape(p, h * w)).reshape(1, -1, h, w)
     logits = nn.functional.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)[0]
-    region = (valid > 0) & _box_region(boxes, *target.shape[-2:], 1.0)
+    size = boxes[:, 2:] - boxes[:, :2]
+    grown = boxes + torch.cat([size, size], 1) * CROP_MARGIN * boxes.new_tensor([-1, -1, 1, 1])
+    region = (valid > 0) & _box_region(grown, *target.shape[-2:], 1.0)  # the region the decoder keeps
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     per_object = (bce * region).sum((1, 2)) / region.sum((1, 2)).clamp(min=1)
     keep = region.any(2).any(1)
