@@ -79,7 +79,8 @@ class InstanceTask(Task):
 
     def outputs(self, model) -> list[OutputDef]:
         return [OutputDef("mask_coefs", "B,A,P", "per anchor, P mask coefficients: an object's mask is "
-                          "sigmoid(coefficients . protos) > 0.5, cropped to its box", per_anchor=True),
+                          "sigmoid(coefficients . protos) > 0.5, cropped to its box grown by 25 % of its width / "
+                          "height on each side", per_anchor=True),
                 OutputDef("protos", "B,P,H/4,W/4", "P prototype masks at stride 4 (input size / 4): resize the "
                           "assembled mask logits bilinearly (half-pixel centres) to the input size")]
 
