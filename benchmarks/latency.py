@@ -5,8 +5,8 @@
 Every model is built with random weights (latency does not depend on weight values), exported through
 the real pipeline (torch -> ONNX -> onnx2tf; int8 calibrated on random images) and timed with LiteRT via
 ``mtnet.bench.host.benchmark_tflite`` (median of ``--runs`` invokes, XNNPACK). The head-cost rows
-(bare MobileNetV2 / det / det+seg / det+seg+pose) share one backbone config and are timed interleaved
-(40 rounds of head_runs/40 invokes each, A B C D A B C D ...), so their ratios are comparable on this noisy
+(bare MobileNetV2 / det / det+seg / det+seg+pose / + instance masks) share one backbone config and are timed interleaved
+(40 rounds of head_runs/40 invokes each, A B C D E A B C D E ...), so their ratios are comparable on this noisy
 shared host. Class counts default to COCO detection (80), 17 keypoints and 21 semantic classes.
 """
 
@@ -127,7 +127,8 @@ def main() -> None:
                                      "size_mb": round(files[variant].stat().st_size / 1e6, 2)})
                         print(f"width {w} {s}px {prec} {t}T: {ms:.2f} ms", flush=True)
         # head cost: same backbone config (width 1.0, 320 px, fp32), built and timed back to back
-        builds = {"backbone": None, "det": ["det"], "det+seg": ["det", "seg"], "det+seg+pose": ["det", "seg", "pose"]}
+        builds = {"backbone": None, "det": ["det"], "det+seg": ["det", "seg"], "det+seg+pose": ["det", "seg", "pose"],
+                  "det+seg+pose+inst": ["det", "seg", "pose", "inst"]}
         paths = {}
         for name, tasks in builds.items():
             net = MultiTaskNet(meta, tasks=tasks or ["det"], width=1.0, neck_channels=64,

@@ -26,18 +26,21 @@ class Coverage:
     missing: list[str] = field(default_factory=list)
 
 
-def _items(source: CocoSource, index: int) -> set[str]:
-    """What image ``index`` shows, as ``kind:name`` items each registered task declares."""
+def _items(source: CocoSource, index: int, tasks: list[str]) -> set[str]:
+    """What image ``index`` shows, as ``kind:name`` items each of ``tasks`` declares."""
     sample = source.load(index)
-    return set().union(*(get_task(n).calibration_items(sample, source.meta) for n in list_tasks()))
+    return set().union(*(get_task(n).calibration_items(sample, source.meta) for n in tasks))
 
 
-def select_representative(source: CocoSource, num: int, *, seed: int = 0, pool_factor: int = 4) -> Coverage:
-    """Pick ``num`` image indices of ``source`` covering every class and task seen in a random pool."""
+def select_representative(source: CocoSource, num: int, *, seed: int = 0, pool_factor: int = 4,
+                          tasks: list[str] | None = None) -> Coverage:
+    """Pick ``num`` image indices of ``source`` covering every class and task seen in a random pool; ``tasks``:
+    the model's tasks (default: every registered task)."""
+    tasks = list_tasks() if tasks is None else list(tasks)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(source))
     pool = [int(i) for i in order[: min(len(source), max(num * pool_factor, num))]]
-    contents = {i: _items(source, i) for i in pool}
+    contents = {i: _items(source, i, tasks) for i in pool}
     counts: dict[str, int] = {}
     for items in contents.values():
         for it in items:

@@ -72,22 +72,22 @@ def canonical_nms_order(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     NMS emits detections by descending score; equal scores (flat image regions give identical features)
     come out in an implementation-defined order, so two correct backends can differ row by row. Rows are
-    sorted by score rounded to 1e-4, then class and corners; ``keypoints`` follow their rows.
+    sorted by score rounded to 1e-4, then class and corners; every other per-row output ([B, max_det, ...]:
+    ``keypoints``, any task's per-anchor output) follows its rows.
     """
     if "detections" not in outs:
         return outs
     outs = dict(outs)
-    det, kpt = outs["detections"].copy(), outs["keypoints"].copy() if "keypoints" in outs else None
+    det = outs["detections"].copy()
+    per_row = [n for n, v in outs.items() if n != "detections" and np.ndim(v) >= 2 and v.shape[:2] == det.shape[:2]]
+    rowed = {n: outs[n].copy() for n in per_row}
     for b, n in enumerate(np.asarray(outs["num_detections"]).reshape(-1)):
         rows = det[b, : int(n)]
         order = np.lexsort((rows[:, 3], rows[:, 2], rows[:, 1], rows[:, 0], rows[:, 5], -np.round(rows[:, 4], 4)))
         det[b, : int(n)] = rows[order]
-        if kpt is not None:
-            kpt[b, : int(n)] = kpt[b, : int(n)][order]
-    outs["detections"] = det
-    if kpt is not None:
-        outs["keypoints"] = kpt
-    return outs
+        for v in rowed.values():
+            v[b, : int(n)] = v[b, : int(n)][order]
+    return {**outs, "detections": det, **rowed}
 
 
 def parity(reference, backend, images: np.ndarray) -> dict[str, dict[str, float]]:

@@ -251,7 +251,7 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
     calib, calib_info = None, None
     if "int8" in opts.precisions and q.method == "full-int8":
         train = open_split(cfg, "train", data_root=opts.data_root, meta=meta)
-        cov = select_representative(train, min(q.num_images, len(train)), seed=q.seed)
+        cov = select_representative(train, min(q.num_images, len(train)), seed=q.seed, tasks=cfg.model.tasks)
         calib = calibration_images(train, cov.indices, imgsz)
         calib_info = {"method": q.method, "num_images": len(cov.indices),
                       "split": describe_split(cfg, "train", data_root=opts.data_root),

@@ -108,6 +108,8 @@ class LossConfig:
     # subsampled to the logits' stride-4 grid (16x fewer pixels: ~40 ms less per CPU step at 192 px, batch 16)
     pose: float = 1.0  # weight of the keypoint loss (OKS + visibility)
     task_weights: dict[str, float] = field(default_factory=dict)  # weights of plug-in tasks by name (default 1)
+    inst_weak: str = "box_semantic"  # inst masks of images without outlines: box_semantic (box-constrained semantic
+    # target, same-class overlaps ignored; docs/architecture.md#instance-masks) | off (no mask loss there)
     balance: str = "fixed"  # fixed | uncertainty (learned log-variances) | dwa (dynamic weight averaging)
 
 

@@ -12,7 +12,7 @@ from mtnet.errors import UserError
 
 def test_small_set_still_covers_every_class_and_task(synthetic_root):
     train = CocoSource(synthetic_root, "train")
-    cov = select_representative(train, 4, seed=0)
+    cov = select_representative(train, 4, seed=0, tasks=["det", "seg", "pose"])
     assert len(cov.indices) == len(set(cov.indices)) == 4
     assert set(cov.classes["det"]) == set(train.meta.det_classes)
     assert set(cov.tasks) == {"det", "seg", "pose"}

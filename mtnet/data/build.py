@@ -95,10 +95,15 @@ def validate_sources(sources: list[SourceConfig]) -> None:
             raise ConfigError(f"{key}.root: a data folder is required")
         if sc.ratio <= 0:
             raise ConfigError(f"{key}.ratio: must be > 0, got {sc.ratio}")
-        if not sc.tasks or any(t not in ("det", "seg", "pose") for t in sc.tasks):
-            raise ConfigError(f"{key}.tasks: expected a non-empty subset of [det, seg, pose], got {sc.tasks}")
-        if "pose" in sc.tasks and "det" not in sc.tasks:
-            raise ConfigError(f"{key}.tasks: pose is learnt per person box, so it needs det too")
+        from ..tasks import list_tasks, resolve_tasks
+
+        known = list_tasks()
+        if not sc.tasks or any(t not in known for t in sc.tasks):
+            raise ConfigError(f"{key}.tasks: expected a non-empty subset of [{', '.join(known)}], got {sc.tasks}")
+        try:
+            resolve_tasks(sc.tasks)
+        except ValueError as e:  # a task labelled without the one it builds on (pose is learnt per person box)
+            raise ConfigError(f"{key}.tasks: {e}") from None
         if sc.seg not in SEG_MODES:
             raise ConfigError(f"{key}.seg: expected one of {list(SEG_MODES)}, got {sc.seg!r}")
         if sc.classes and sc.type != "voc":

@@ -28,7 +28,8 @@ def available_memory_bytes() -> int:
 
 
 def _arrays(sample: Sample) -> list[np.ndarray]:
-    return [a for a in (sample.image, sample.boxes, sample.labels, sample.keypoints, sample.mask) if a is not None]
+    return [a for a in (sample.image, sample.boxes, sample.labels, sample.keypoints, sample.mask,
+                                 sample.objects) if a is not None]
 
 
 def _freeze(sample: Sample) -> Sample:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .meta import DatasetMeta, default_sigmas, flip_index_from_names
+from .objects import object_map, outline_of
 from .sample import DataError, Sample, read_image
 from .semantic import (
     MAX_COORD,
@@ -131,6 +132,7 @@ class _Record:
     info: dict[str, Any]
     anns: list[dict[str, Any]] = field(default_factory=list)
     crowds: list[dict[str, Any]] = field(default_factory=list)  # regions ignored by the semantic mask
+    crowd_outlines: list[dict[str, Any]] = field(default_factory=list)  # regions ignored by object maps
 
 
 class CocoSource:
@@ -221,6 +223,7 @@ class CocoSource:
         else:
             ann_source, path = kpt_data.get("annotations", []), self.keypoints_path
         seen: set[int] = set()
+        self.has_outlines = False  # any object has an instance outline: samples then carry object maps
         for ann in ann_source:
             self._check_ann(path, ann)
             if ann["id"] in seen:
@@ -229,10 +232,12 @@ class CocoSource:
             rec = records[ann["image_id"]]
             x, y, w, h = ann["bbox"]
             seg_ann = self._seg_annotation(path, ann)
+            outline = outline_of(path, ann)
             if ann.get("iscrowd", 0):
                 self.skipped.append(f"{path.name}: annotation id {ann['id']}: crowd region (not a training target)")
                 if seg_ann is not None:
                     rec.crowds.append(seg_ann)
+                rec.crowd_outlines += [outline] if outline is not None else []
                 continue
             if w < 1 or h < 1:
                 self.skipped.append(f"{path.name}: annotation id {ann['id']}: degenerate box {ann['bbox']}")
@@ -240,6 +245,9 @@ class CocoSource:
             rec_ann = {"id": ann["id"], "bbox": [x, y, x + w, y + h], "label": self.cat_to_label[ann["category_id"]]}
             if ann["id"] in kpts_by_ann:
                 rec_ann["keypoints"] = kpts_by_ann[ann["id"]]
+            if outline is not None:
+                rec_ann["outline"] = outline
+                self.has_outlines = True
             if seg_ann is not None and seg_ann.get("ignore"):
                 rec.crowds.append(seg_ann)
             elif seg_ann is not None:
@@ -356,6 +364,7 @@ class CocoSource:
         if self.semantic is not None:
             things = [a for a in rec.anns if "segmentation" in a]
             mask = self.semantic.read(rec.info, things, rec.crowds, h, w)
+        objects = object_map(path, rec.anns, rec.crowd_outlines, h, w) if self.has_outlines else None
         return Sample(image=image, boxes=boxes, labels=labels, keypoints=kpts, mask=mask,
                       has_det=self.has_det, has_pose=self.has_pose, has_seg=mask is not None,
-                      image_id=int(rec.info["id"]), path=str(path))
+                      image_id=int(rec.info["id"]), path=str(path), objects=objects)

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from .meta import DatasetMeta
-from .sample import IGNORE_INDEX, DataError, Sample
+from .sample import IGNORE_INDEX, DataError, Sample, remap_objects
 
 
 class LabelledSource(Protocol):
@@ -86,6 +86,9 @@ class RemappedSource:
         self.pose_ok = "pose" in tasks and own.keypoint_names == meta.keypoint_names and meta.num_keypoints > 0
         self.skipped = source.skipped
         self.instances_path = source.instances_path if "det" in tasks else None
+        from ..tasks import get_task
+
+        self.objects_ok = any(get_task(t).uses_objects for t in tasks)  # a task of this source reads object maps
         self.keypoints_path = source.keypoints_path if self.pose_ok else None
 
     def __len__(self) -> int:
@@ -94,8 +97,11 @@ class RemappedSource:
     def image_path(self, index: int) -> Path:
         return self.source.image_path(index)
 
+    def _keep(self, labels: np.ndarray) -> np.ndarray:
+        return self.det_map[labels] >= 0 if len(labels) else np.zeros(0, bool)
+
     def _targets(self, boxes: np.ndarray, labels: np.ndarray, kpts: np.ndarray):
-        keep = self.det_map[labels] >= 0 if len(labels) else np.zeros(0, bool)
+        keep = self._keep(labels)
         out_k = np.zeros((int(keep.sum()), self.num_keypoints, 3), np.float32)
         if self.pose_ok:
             out_k = kpts[keep]
@@ -111,7 +117,8 @@ class RemappedSource:
         return Sample(image=s.image, boxes=boxes, labels=labels, keypoints=kpts,
                       mask=self.seg_lut[s.mask] if has_seg else None,
                       has_det=s.has_det and "det" in self.tasks, has_pose=s.has_pose and self.pose_ok,
-                      has_seg=has_seg, image_id=s.image_id, path=s.path, extras=s.extras)
+                      has_seg=has_seg, image_id=s.image_id, path=s.path, extras=s.extras,
+                      objects=remap_objects(s.objects, np.nonzero(self._keep(s.labels))[0]) if self.objects_ok else None)
 
 
 class MixedSource:

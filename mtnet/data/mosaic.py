@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .preprocess import PAD_VALUE
-from .sample import IGNORE_INDEX, Sample
+from .sample import IGNORE_INDEX, Sample, remap_objects
 from .transforms import TrainTransform
 
 
@@ -24,6 +24,13 @@ def _mask_or_ignore(s: Sample) -> np.ndarray:
     if s.has_seg and s.mask is not None:
         return s.mask
     return np.full(s.image.shape[:2], IGNORE_INDEX, np.uint8)
+
+
+def _objects_or_ignore(s: Sample, offset: int) -> np.ndarray:
+    """A part's object map renumbered after the rows of the parts before it (255 where it has none)."""
+    if s.objects is None:
+        return np.full(s.image.shape[:2], IGNORE_INDEX, np.uint8)
+    return remap_objects(s.objects, np.arange(len(s.boxes)), offset)
 
 
 def _combine_flags(parts: list[Sample]) -> dict:
@@ -50,11 +57,15 @@ class Mosaic:
         s = self.size
         canvas = np.full((2 * s, 2 * s, 3), PAD_VALUE, np.uint8)
         mask = np.full((2 * s, 2 * s), IGNORE_INDEX, np.uint8)
+        objects = np.full((2 * s, 2 * s), IGNORE_INDEX, np.uint8)
         boxes, labels, kpts = [], [], []
+        rows = 0
         for t, (oy, ox) in zip(tiles, ((0, 0), (0, s), (s, 0), (s, s)), strict=True):
             h, w = t.image.shape[:2]
             canvas[oy:oy + h, ox:ox + w] = t.image
             mask[oy:oy + h, ox:ox + w] = _mask_or_ignore(t)
+            objects[oy:oy + h, ox:ox + w] = _objects_or_ignore(t, rows)
+            rows += len(t.boxes)
             boxes.append(t.boxes + np.array([ox, oy, ox, oy], np.float32))
             k = t.keypoints.copy()
             k[..., 0] += ox
@@ -63,7 +74,8 @@ class Mosaic:
             labels.append(t.labels)
         combined = Sample(image=canvas, boxes=np.concatenate(boxes), labels=np.concatenate(labels),
                           keypoints=np.concatenate(kpts), mask=mask, image_id=tiles[0].image_id,
-                          path=tiles[0].path, extras={**tiles[0].extras, "mosaic": True}, **_combine_flags(tiles))
+                          path=tiles[0].path, extras={**tiles[0].extras, "mosaic": True}, **_combine_flags(tiles),
+                          objects=objects if any(t.objects is not None for t in tiles) else None)
         self.crop.set_random_seed(seed)
         out = TrainTransform._apply(self.crop, combined)
         if not out.has_seg:
@@ -80,10 +92,13 @@ def mixup(a: Sample, b: Sample, rng: np.random.Generator) -> Sample:
     lam = float(rng.beta(32.0, 32.0))
     image = (a.image.astype(np.float32) * lam + b.image.astype(np.float32) * (1 - lam)).round().astype(np.uint8)
     flags = _combine_flags([a, b])
-    mask = None
+    mask = objects = None
     if flags["has_seg"]:
         ma, mb = _mask_or_ignore(a), _mask_or_ignore(b)
         mask = np.where(ma == mb, ma, IGNORE_INDEX).astype(np.uint8)
+    if a.objects is not None or b.objects is not None:  # a pixel of objects from both images is ambiguous
+        oa, ob = _objects_or_ignore(a, 0), _objects_or_ignore(b, len(a.boxes))
+        objects = np.where(oa == 0, ob, np.where(ob == 0, oa, IGNORE_INDEX)).astype(np.uint8)
     return Sample(image=image, boxes=np.concatenate([a.boxes, b.boxes]), labels=np.concatenate([a.labels, b.labels]),
                   keypoints=np.concatenate([a.keypoints, b.keypoints]), mask=mask, image_id=a.image_id,
-                  path=a.path, extras={**a.extras, "mixup": lam}, **flags)
+                  path=a.path, extras={**a.extras, "mixup": lam}, **flags, objects=objects)

@@ -45,11 +45,17 @@ def letterbox(image: np.ndarray, size: int, mask: np.ndarray | None = None) -> t
     nh, nw = min(size, round(h * scale)), min(size, round(w * scale))
     out = np.full((size, size, 3), PAD_VALUE, np.uint8)
     out[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
-    out_mask = None
-    if mask is not None:
-        out_mask = np.full((size, size), IGNORE_INDEX, np.uint8)
-        out_mask[:nh, :nw] = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST) if (nh, nw) != (h, w) else mask
-    return out, out_mask, scale
+    return out, letterbox_mask(mask, size, scale) if mask is not None else None, scale
+
+
+def letterbox_mask(mask: np.ndarray, size: int, scale: float) -> np.ndarray:
+    """A uint8 label map letterboxed like its image (``scale`` from :func:`letterbox`): nearest, padded with
+    ``IGNORE_INDEX``."""
+    h, w = mask.shape[:2]
+    nh, nw = min(size, round(h * scale)), min(size, round(w * scale))
+    out = np.full((size, size), IGNORE_INDEX, np.uint8)
+    out[:nh, :nw] = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST) if (nh, nw) != (h, w) else mask
+    return out
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:

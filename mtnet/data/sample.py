@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import UserError
 
 IGNORE_INDEX = 255  # semantic-mask value that no loss or metric counts
+MAX_OBJECTS = 254  # objects an object map can name (values 1..254); further objects' pixels are IGNORE_INDEX
 
 
 class DataError(UserError, ValueError):
@@ -29,11 +30,29 @@ class Sample:
     image_id: int = 0
     path: str = ""
     extras: dict = field(default_factory=dict)
+    # per-object pixel map (H x W uint8) for tasks whose labels are per-object regions (``Task.uses_objects``):
+    # k = pixel of object row k - 1, 0 = no object, 255 = unknown (crowd, object without an outline, padding).
+    # It moves with the image like ``mask``; transforms renumber it when they drop boxes (``remap_objects``).
+    objects: np.ndarray | None = None
 
     @classmethod
     def empty_targets(cls, image: np.ndarray, num_keypoints: int, **kwargs) -> Sample:
         return cls(image=image, boxes=np.zeros((0, 4), np.float32), labels=np.zeros((0,), np.int64),
                    keypoints=np.zeros((0, num_keypoints, 3), np.float32), mask=None, **kwargs)
+
+
+def remap_objects(objects: np.ndarray | None, kept_rows: np.ndarray, offset: int = 0) -> np.ndarray | None:
+    """Renumber an object map after boxes were filtered: row ``kept_rows[j]`` becomes row ``offset + j``; dropped
+    rows become 0 (no object: their box is gone), rows past ``MAX_OBJECTS`` become IGNORE_INDEX."""
+    if objects is None:
+        return None
+    lut = np.zeros(256, np.int64)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    rows = np.asarray(kept_rows, np.int64)
+    rows = rows[rows < MAX_OBJECTS]
+    new = offset + 1 + np.nonzero(np.asarray(kept_rows, np.int64) < MAX_OBJECTS)[0]
+    lut[rows + 1] = np.where(new <= MAX_OBJECTS, new, IGNORE_INDEX)
+    return lut.astype(np.uint8)[objects]
 
 
 def read_image(path: str, image_id: int | str | None = None) -> np.ndarray:

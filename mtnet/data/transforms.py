@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from ..config import AugmentConfig
-from .preprocess import PAD_VALUE, letterbox
-from .sample import IGNORE_INDEX, Sample
+from .preprocess import PAD_VALUE, letterbox, letterbox_mask
+from .sample import IGNORE_INDEX, Sample, remap_objects
 
 
 class TrainTransform:
@@ -69,8 +69,9 @@ class TrainTransform:
         n, k = s.keypoints.shape[:2]
         h, w = s.image.shape[:2]
         mask = s.mask if s.mask is not None else np.zeros((h, w), np.uint8)
+        extra = {"masks": [s.objects]} if s.objects is not None else {}  # padded with 255 (unknown) like ``mask``
         out = transform(image=s.image, mask=mask, bboxes=s.boxes.reshape(-1, 4), box_index=np.arange(len(s.boxes)),
-                        keypoints=s.keypoints[..., :2].reshape(-1, 2))
+                        keypoints=s.keypoints[..., :2].reshape(-1, 2), **extra)
         keep = np.asarray(out["box_index"], np.int64)
         image = out["image"]
         kp_xy = np.asarray(out["keypoints"], np.float32).reshape(n, k, 2)[keep]
@@ -84,7 +85,7 @@ class TrainTransform:
             image=image, boxes=np.asarray(out["bboxes"], np.float32).reshape(-1, 4), labels=s.labels[keep],
             keypoints=kp.astype(np.float32), mask=out["mask"] if s.mask is not None else None,
             has_det=s.has_det, has_pose=s.has_pose, has_seg=s.has_seg, image_id=s.image_id, path=s.path,
-            extras=s.extras,
+            extras=s.extras, objects=remap_objects(np.asarray(out["masks"][0]), keep) if extra else None,
         )
 
 
@@ -96,9 +97,10 @@ class EvalTransform:
 
     def __call__(self, sample: Sample, seed: int = 0) -> Sample:
         image, mask, scale = letterbox(sample.image, self.size, sample.mask)
+        objects = letterbox_mask(sample.objects, self.size, scale) if sample.objects is not None else None
         kp = sample.keypoints.copy()
         kp[..., :2] *= scale
         return Sample(image=image, boxes=sample.boxes * scale, labels=sample.labels, keypoints=kp, mask=mask,
                       has_det=sample.has_det, has_pose=sample.has_pose, has_seg=sample.has_seg,
                       image_id=sample.image_id, path=sample.path,
-                      extras={**sample.extras, "scale": scale, "orig_size": sample.image.shape[:2]})
+                      extras={**sample.extras, "scale": scale, "orig_size": sample.image.shape[:2]}, objects=objects)

@@ -115,7 +115,7 @@ def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        from . import detection, pose, segmentation  # noqa: F401  (each registers itself)
+        from . import detection, instance, pose, segmentation  # noqa: F401  (each registers itself)
 
 
 __all__ = ["CocoResultsEvaluator", "DecodeOptions", "Features", "HeadSpec", "OutputDef", "Task", "TaskEvaluator", "TaskSet",

@@ -114,6 +114,8 @@ class Task(ABC):
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()  # tasks that must be enabled with this one (pose needs det)
     uses_c2: ClassVar[bool] = False  # the neck must provide the stride-4 lateral
+    uses_objects: ClassVar[bool] = False  # its labels are the samples' per-object pixel maps (``Sample.objects``):
+    # a source configured without this task drops them
     loss_logs: ClassVar[tuple[str, ...]] = ()  # loss values the loss reports per step (metrics.csv, curves)
     diagnostic_logs: ClassVar[tuple[str, ...]] = ()  # other per-step values it reports (metrics.csv only)
     metric_keys: ClassVar[tuple[str, ...]] = ()  # headline metrics: metrics.csv columns, export report, int8 drop

@@ -1,0 +1,79 @@
+"""Instance-mask targets and loss for the prototype-mask head.
+
+Targets are built per object at label resolution:
+
+* **full supervision** (``Sample.objects``): the object's own pixels are 1, other labelled pixels 0, unknown
+  pixels (255: crowds, objects without an outline, padding) are ignored;
+* **weak supervision** (boxes + a semantic map, no instance outlines): the box-constrained semantic target of
+  "Simple Does It" (Khoreva et al., CVPR 2017) with BoxSup-style handling of ambiguity: inside the box, the
+  pixels of the box's class are 1 and other labelled pixels 0; pixels of that class that also lie in another
+  box of the same class are ambiguous (the semantic map cannot say which instance owns them) and ignored,
+  as are the semantic map's own 255 pixels. Outside its box nothing is asked of a mask (it is cropped there).
+
+The loss is binary cross-entropy of the assembled mask logits, upsampled to the labels, on the pixels of the
+ground-truth box grown by ``CROP_MARGIN`` (the region the decoder keeps around a predicted box; outside the
+object it is background), averaged per object, then over the foreground anchors that detection's assignment gave to
+objects with a target (YOLACT / YOLOv8-seg crop the same way); at most ``MAX_MASKS_PER_IMAGE`` anchors per
+image (a random subset, as YOLACT's 100) keep full-resolution masks affordable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..decode_masks import CROP_MARGIN
+
+IGNORE = 255
+
+
+def _box_region(boxes: torch.Tensor, h: int, w: int, stride: float, pad: float = 0.0) -> torch.Tensor:
+    """[M, h, w] bool: cell centres (in input pixels, ``stride`` apart) inside each xyxy box grown by ``pad``."""
+    ys = (torch.arange(h, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(w, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
+    return ((xs[None, None] >= x0 - pad) & (xs[None, None] <= x1 + pad)
+            & (ys[None, :, None] >= y0 - pad) & (ys[None, :, None] <= y1 + pad))
+
+
+def full_targets(objects: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Object map [H, W] (uint8) -> per-object foreground and labelled masks [count, H, W] (float)."""
+    ids = torch.arange(1, count + 1, device=objects.device, dtype=torch.int64)[:, None, None]
+    obj = objects.to(torch.int64)[None]
+    return (obj == ids).float(), (obj != IGNORE).float().expand(count, -1, -1)
+
+
+def weak_targets(semantic: torch.Tensor, boxes: torch.Tensor, seg_class: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Semantic map [H, W] + boxes [M, 4] + each box's semantic class [M] (-1: none) -> foreground and labelled
+    masks [M, H, W]: the box's class inside the box; same-class pixels shared with another same-class box and the
+    map's ignore pixels are unlabelled; a box whose class the map lacks is unlabelled everywhere."""
+    h, w = semantic.shape
+    sem = semantic.to(torch.int64)
+    inside = _box_region(boxes, h, w, 1.0)  # pixel centres
+    is_class = sem[None] == seg_class[:, None, None]  # [M, H, W]
+    same = (seg_class[:, None] == seg_class[None, :]) & (seg_class[:, None] >= 0)  # [M, M]
+    cover = torch.einsum("mn,nhw->mhw", same.float(), inside.float())  # same-class boxes covering each pixel
+    ambiguous = is_class & (cover > 1.5)
+    labelled = (sem[None] != IGNORE) & ~ambiguous & (seg_class[:, None, None] >= 0)
+    return (is_class & inside & labelled).float(), labelled.float()
+
+
+def mask_loss(coefs: torch.Tensor, protos: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+              boxes: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum over rows of the box-cropped mean BCE, and the number of rows with any labelled pixel in their box.
+
+    ``coefs`` [N, P], ``protos`` [P, h, w]; ``target`` / ``valid`` [N, H, W] at label resolution; ``boxes`` [N, 4]
+    in input pixels (scored: the box grown by ``CROP_MARGIN``). The assembled logits are upsampled bilinearly (half-pixel centres) to the labels first, as
+    ``mtnet.decode_masks`` does at inference: the loss scores the mask the decoder will draw, so structures
+    thinner than a prototype cell (limbs) are learnt, not averaged away.
+    """
+    p, h, w = protos.shape
+    logits = (coefs @ protos.reshape(p, h * w)).reshape(1, -1, h, w)
+    logits = nn.functional.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)[0]
+    size = boxes[:, 2:] - boxes[:, :2]
+    grown = boxes + torch.cat([size, size], 1) * CROP_MARGIN * boxes.new_tensor([-1, -1, 1, 1])
+    region = (valid > 0) & _box_region(grown, *target.shape[-2:], 1.0)  # the region the decoder keeps
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    per_object = (bce * region).sum((1, 2)) / region.sum((1, 2)).clamp(min=1)
+    keep = region.any(2).any(1)
+    return per_object[keep].sum(), int(keep.sum())
