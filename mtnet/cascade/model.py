@@ -33,6 +33,10 @@ class CropClassifier(nn.Module):
         self.num_classes, self.width, self.input_size = num_classes, width, input_size
         self.deploy = False
 
+    def output_names(self) -> list[str]:
+        """Deploy output names (the exporter's contract, as ``MultiTaskNet.output_names``)."""
+        return [OUTPUT_NAME]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(self.backbone(x)[-1]).mean((2, 3))
         logits = self.fc(self.dropout(feat))
