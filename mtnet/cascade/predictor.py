@@ -1,27 +1,23 @@
 """``Cascade``: a detector ``Predictor`` followed by the crop classifier, with ``Predictor``'s API
 (``meta``, ``imgsz``, ``tasks``, ``predict(images)`` -> ``Prediction`` list with fine-grained labels).
 
-Detections of a coarse class with sub-types are cropped from the *original* image, classified, and
-re-labelled with their fine class; score = detector score x classifier probability. A crop whose most
-likely class is ``background`` is dropped (the classifier was trained on the detector's false
-positives). With ``multi_label`` (what mAP wants, as for ``Predictor``) each detection is kept once per
-fine class whose combined score passes ``conf``. Detections of classes without sub-types keep their box
-and score under their fine id (which equals the coarse one); classes outside the fine label space are
-dropped.
+Detections of a coarse class with sub-types are cropped from the *original* image
+(``mtnet.cascade.crops``) and re-labelled by the classifier (``mtnet.cascade.relabel``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..data.meta import DatasetMeta
-from ..decode import Detections
 from ..errors import UserError
 from ..infer.predictor import Prediction, Predictor
 from .crops import crop_boxes
+from .relabel import Relabeler
 
 
 @dataclass
@@ -35,6 +31,10 @@ class CascadeTiming:
 
 
 class Cascade:
+    """``detector``: a ``Predictor`` of the coarse classes; ``classifier``: a backend of
+    ``mtnet.cascade.backends`` (``.pt``, ``.onnx``, ``.tflite``). ``conf`` / ``multi_label`` default to
+    the detector's and apply to the combined scores."""
+
     def __init__(self, detector: Predictor, classifier, *, conf: float | None = None, multi_label: bool | None = None):
         self.detector, self.classifier = detector, classifier
         self.conf = detector.conf if conf is None else conf
@@ -45,13 +45,9 @@ class Cascade:
         if unknown:
             raise UserError(f"the classifier re-labels categories {unknown} that the detector does not detect "
                             f"(its categories: {coarse_ids})")
+        self.relabeler = Relabeler(self.fine, coarse_ids, conf=self.conf, multi_label=self.multi_label)
         self.meta = DatasetMeta(det_classes=list(self.fine.fine_names), det_category_ids=list(self.fine.fine_ids))
         self.imgsz, self.tasks, self.task_set = detector.imgsz, ["det"], detector.task_set
-        fine_index = {f: i for i, f in enumerate(self.fine.fine_ids)}
-        split = set(self.fine.split_coarse)
-        # coarse label -> fine label for unsplit classes (-1: not in the fine label space); split classes: -2
-        self._direct = np.array([-2 if c in split else fine_index.get(c, -1) for c in coarse_ids], np.int64)
-        self._classifier_fine = np.array([fine_index[f] for f in self.fine.classifier_ids], np.int64)
         self.timing = CascadeTiming()
 
     @classmethod
@@ -65,8 +61,6 @@ class Cascade:
 
     def predict(self, images: list[np.ndarray]) -> list[Prediction]:
         """RGB uint8 images of any size -> predictions in their own pixels, fine-grained labels."""
-        import time
-
         t0 = time.perf_counter()
         preds = self.detector.predict(images)
         self.timing.detector_s += time.perf_counter() - t0
@@ -75,36 +69,10 @@ class Cascade:
 
     def refine(self, image: np.ndarray, pred: Prediction) -> Prediction:
         """Re-label one detector ``Prediction`` of ``image`` with the classifier."""
-        import time
-
         det = pred.detections
-        direct = self._direct[det.labels] if len(det) else np.zeros(0, np.int64)
-        keep = direct >= 0
-        boxes, scores, labels = [det.boxes[keep]], [det.scores[keep]], [direct[keep]]
-        rows = [np.nonzero(keep)[0]]
-        to_classify = np.nonzero(direct == -2)[0]
-        if len(to_classify):
-            t0 = time.perf_counter()
-            probs = self.classifier(crop_boxes(image, det.boxes[to_classify], self.classifier.size, self.classifier.context))
-            self.timing.classifier_s += time.perf_counter() - t0
-            self.timing.crops += len(to_classify)
-            sub = probs[:, :-1]  # last column: background
-            if self.multi_label:
-                r, c = np.nonzero(det.scores[to_classify, None] * sub > self.conf)
-            else:
-                r = np.nonzero(probs.argmax(1) < sub.shape[1])[0]
-                c = sub[r].argmax(1)
-            combined = det.scores[to_classify][r] * sub[r, c]
-            ok = combined > self.conf
-            r, c = r[ok], c[ok]
-            boxes.append(det.boxes[to_classify][r])
-            scores.append(combined[ok].astype(np.float32))
-            labels.append(self._classifier_fine[c])
-            rows.append(to_classify[r])
-        out = Prediction(pred.image_shape, dict(pred.results))
-        order = np.argsort(-np.concatenate(scores), kind="stable")
-        rows_sorted = np.concatenate(rows)[order]
-        out.results["det"] = Detections(np.concatenate(boxes)[order].reshape(-1, 4), np.concatenate(scores)[order],
-                                        np.concatenate(labels)[order].astype(np.int64), None,
-                                        None if det.index is None else det.index[rows_sorted])
-        return out
+        idx = self.relabeler.to_classify(det)
+        t0 = time.perf_counter()
+        probs = self.classifier(crop_boxes(image, det.boxes[idx], self.classifier.size, self.classifier.context))
+        self.timing.classifier_s += time.perf_counter() - t0
+        self.timing.crops += len(idx)
+        return Prediction(pred.image_shape, {**pred.results, "det": self.relabeler.apply(det, probs)})
