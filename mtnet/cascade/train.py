@@ -35,11 +35,15 @@ from .model import CropClassifier
 FORMAT_KIND = "crop_classifier"  # checkpoint "kind": tells it apart from a MultiTaskNet checkpoint
 
 
-def _fine_labels(cfg: ClassifierConfig, split: str) -> tuple[Path, FineLabels]:
-    default_inst, default_map = fine_paths(cfg.data_root, split)
-    inst = Path(cfg.instances.replace("{split}", split)) if cfg.instances else default_inst
-    mapping = Path(cfg.fine_to_coarse) if cfg.fine_to_coarse else default_map
-    return inst, read_fine_labels(inst, mapping)
+def fine_instances_path(cfg: ClassifierConfig, split: str) -> Path:
+    """The fine instances json of ``split`` (``cfg.instances`` or the data folder's default)."""
+    return Path(cfg.instances.replace("{split}", split)) if cfg.instances else fine_paths(cfg.data_root, split)[0]
+
+
+def fine_labels_for(cfg: ClassifierConfig) -> FineLabels:
+    """The fine label space of the recipe (its train split's categories and the fine -> coarse map)."""
+    mapping = Path(cfg.fine_to_coarse) if cfg.fine_to_coarse else fine_paths(cfg.data_root, cfg.train_split)[1]
+    return read_fine_labels(fine_instances_path(cfg, cfg.train_split), mapping)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -73,8 +77,8 @@ def accuracy(model: nn.Module, crops: CropSet, batch: int = 256) -> dict[str, fl
 def train_classifier(cfg: ClassifierConfig, *, progress: bool = True) -> dict[str, Any]:
     """Build the crop sets, train, write ``<run>/best.pt`` (EMA weights) and ``<run>/summary.json``."""
     torch.manual_seed(cfg.seed)
-    train_inst, fine = _fine_labels(cfg, cfg.train_split)
-    val_inst, _ = _fine_labels(cfg, cfg.val_split)
+    fine = fine_labels_for(cfg)
+    train_inst, val_inst = fine_instances_path(cfg, cfg.train_split), fine_instances_path(cfg, cfg.val_split)
     if not fine.split_coarse:
         raise UserError(f"{train_inst}: no coarse class has sub-types: nothing for a crop classifier to learn")
     detector = None
