@@ -38,7 +38,7 @@ def classifier_doc(state: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "crop_classifier", "input": {"imgsz": state["arch"]["input_size"], "layout": "NCHW float",
                                                   "mean_std": "imagenet"},
             "output": OUTPUT_NAME, "classes": fine.classifier_names, "fine": state["fine"], "context": state["context"],
-            "arch": state["arch"]}
+            "arch": state["arch"], "config": state["config"]}
 
 
 class _Common:
