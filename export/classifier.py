@@ -25,13 +25,11 @@ from mtnet.cascade.backends import (
     load_classifier_model,
 )
 from mtnet.cascade.config import ClassifierConfig
-from mtnet.cascade.crop_set import CropSet, build_crop_set
-from mtnet.cascade.train import fine_instances_path, fine_labels_for
-from mtnet.data.coco import CocoSource
+from mtnet.cascade.crop_set import CropSet
+from mtnet.cascade.train import build_crop_sets
 from mtnet.data.preprocess import normalize_nhwc, to_unit_range
 from mtnet.errors import UserError
 from mtnet.fileio import atomic_write
-from mtnet.infer.predictor import Predictor
 
 from .onnx import export_onnx
 from .pipeline import _swap_in
@@ -80,13 +78,8 @@ def export_classifier(checkpoint: str | Path, out_root: str | Path = "exports", 
     out = Path(out_root) / (name or Path(checkpoint).resolve().parent.name)
     stage = temp_work_dir(out.parent)
     try:
-        detector = Predictor.from_checkpoint(cfg.detector, conf=cfg.det_conf) if cfg.detector and Path(cfg.detector).is_file() else None
-        fine = fine_labels_for(cfg)
-        crops = {split: build_crop_set(CocoSource(cfg.data_root, getattr(cfg, f"{split}_split"), instances=inst, seg="none"),
-                                       fine, size, detector=detector, context=cfg.context, pos_iou=cfg.pos_iou,
-                                       neg_iou=cfg.neg_iou, progress=progress)
-                 for split, inst in (("train", fine_instances_path(cfg, cfg.train_split)),
-                                     ("val", fine_instances_path(cfg, cfg.val_split)))}
+        _, train_set, val_set = build_crop_sets(cfg, progress=progress)
+        crops = {"train": train_set, "val": val_set}
         doc = classifier_doc(state) | {"source_checkpoint": str(checkpoint)}
         torch_backend = TorchClassifier(checkpoint)
         reference = torch_backend(crops["val"].crops)

@@ -25,8 +25,10 @@ class ClassifierConfig:
     head_channels: int = 256  # 1x1 conv before pooling
     context: float = 0.1  # box grown by this fraction of its side on each side before cropping
     det_conf: float = 0.2  # detections at or above this score become training crops
+    det_max_det: int = 100  # detections per image kept by the detector (its NMS output limit)
     pos_iou: float = 0.5  # a detection overlapping a ground-truth box this much takes its fine label
     neg_iou: float = 0.3  # one overlapping every ground-truth box of its class less is a hard negative (background)
+    negatives_per_image: int = 8  # at most this many hard negatives per image, highest detector scores first
     jitter: float = 0.1  # ground-truth boxes are also cropped with their sides moved by up to this fraction
     jitter_copies: int = 2  # jittered copies per ground-truth box (fixed per run: the crop set is built once)
     epochs: int = 20

@@ -46,9 +46,10 @@ def _jittered(rng: np.random.Generator, box: np.ndarray, amount: float) -> np.nd
 
 
 def build_crop_set(source: CocoSource, fine: FineLabels, size: int, *, detector: Predictor | None = None,
-                   context: float = 0.1, pos_iou: float = 0.5, neg_iou: float = 0.3, jitter: float = 0.1,
-                   jitter_copies: int = 0, seed: int = 0, progress: bool = True) -> CropSet:
-    """Crops of every image of ``source`` (a COCO split read with its *fine* categories)."""
+                   context: float = 0.1, pos_iou: float = 0.5, neg_iou: float = 0.3, negatives_per_image: int = 8,
+                   jitter: float = 0.1, jitter_copies: int = 0, seed: int = 0, progress: bool = True) -> CropSet:
+    """Crops of every image of ``source`` (a COCO split read with its *fine* categories). Hard negatives are
+    the detector's highest-scoring false positives, at most ``negatives_per_image`` per image."""
     rng = np.random.default_rng(seed)
     label_of = {f: i for i, f in enumerate(fine.classifier_ids)}
     background = len(label_of)
@@ -76,6 +77,7 @@ def build_crop_set(source: CocoSource, fine: FineLabels, size: int, *, detector:
                 iou = box_iou(det_boxes, gt_boxes) if len(gt_boxes) else np.zeros((len(det_boxes), 0))
                 best = iou.max(1) if iou.shape[1] else np.zeros(len(det_boxes))
                 pos, neg = best >= pos_iou, best < neg_iou
+                neg[np.cumsum(neg) > negatives_per_image] = False  # detections come by descending score
                 boxes += [det_boxes[pos], det_boxes[neg]]
                 labs += [gt_labels[iou[pos].argmax(1)] if pos.any() else np.zeros(0, np.int64),
                          np.full(int(neg.sum()), background, np.int64)]

@@ -46,6 +46,31 @@ def fine_labels_for(cfg: ClassifierConfig) -> FineLabels:
     return read_fine_labels(fine_instances_path(cfg, cfg.train_split), mapping)
 
 
+def build_crop_sets(cfg: ClassifierConfig, *, progress: bool = True) -> tuple[FineLabels, CropSet, CropSet]:
+    """The recipe's fine labels and its train / val crop sets (train with jittered ground-truth copies)."""
+    fine = fine_labels_for(cfg)
+    train_inst, val_inst = fine_instances_path(cfg, cfg.train_split), fine_instances_path(cfg, cfg.val_split)
+    if not fine.split_coarse:
+        raise UserError(f"{train_inst}: no coarse class has sub-types: nothing for a crop classifier to learn")
+    detector = None
+    if cfg.detector:
+        # multi-label: every (box, sub-typed class) pair the detector scores above det_conf, as a cascade run
+        # for mAP classifies them; at deployment (best class only) its crops are a subset of these
+        detector = Predictor.from_checkpoint(cfg.detector, conf=cfg.det_conf, max_det=cfg.det_max_det, multi_label=True)
+        missing = sorted(set(fine.split_coarse) - set(detector.meta.det_category_ids))
+        if missing:
+            raise UserError(f"{cfg.detector}: the detector does not detect the sub-typed categories {missing}")
+    build = dict(detector=detector, context=cfg.context, pos_iou=cfg.pos_iou, neg_iou=cfg.neg_iou,
+                 negatives_per_image=cfg.negatives_per_image, progress=progress)
+    train_set = build_crop_set(CocoSource(cfg.data_root, cfg.train_split, instances=train_inst, seg="none"), fine,
+                               cfg.input_size, jitter=cfg.jitter, jitter_copies=cfg.jitter_copies, seed=cfg.seed, **build)
+    val_set = build_crop_set(CocoSource(cfg.data_root, cfg.val_split, instances=val_inst, seg="none"), fine,
+                             cfg.input_size, **build)
+    if len(train_set.labels) == 0:
+        raise UserError(f"{train_inst}: no crops of the sub-typed classes in the {cfg.train_split} split")
+    return fine, train_set, val_set
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random horizontal/vertical flips and brightness/contrast jitter of a uint8 NHWC batch."""
     n = x.shape[0]
@@ -77,23 +102,7 @@ def accuracy(model: nn.Module, crops: CropSet, batch: int = 256) -> dict[str, fl
 def train_classifier(cfg: ClassifierConfig, *, progress: bool = True) -> dict[str, Any]:
     """Build the crop sets, train, write ``<run>/best.pt`` (EMA weights) and ``<run>/summary.json``."""
     torch.manual_seed(cfg.seed)
-    fine = fine_labels_for(cfg)
-    train_inst, val_inst = fine_instances_path(cfg, cfg.train_split), fine_instances_path(cfg, cfg.val_split)
-    if not fine.split_coarse:
-        raise UserError(f"{train_inst}: no coarse class has sub-types: nothing for a crop classifier to learn")
-    detector = None
-    if cfg.detector:
-        detector = Predictor.from_checkpoint(cfg.detector, conf=cfg.det_conf, multi_label=False)
-        missing = sorted(set(fine.split_coarse) - set(detector.meta.det_category_ids))
-        if missing:
-            raise UserError(f"{cfg.detector}: the detector does not detect the sub-typed categories {missing}")
-    build = dict(detector=detector, context=cfg.context, pos_iou=cfg.pos_iou, neg_iou=cfg.neg_iou, progress=progress)
-    train_set = build_crop_set(CocoSource(cfg.data_root, cfg.train_split, instances=train_inst, seg="none"), fine,
-                               cfg.input_size, jitter=cfg.jitter, jitter_copies=cfg.jitter_copies, seed=cfg.seed, **build)
-    val_set = build_crop_set(CocoSource(cfg.data_root, cfg.val_split, instances=val_inst, seg="none"), fine,
-                             cfg.input_size, **build)
-    if len(train_set.labels) == 0:
-        raise UserError(f"{train_inst}: no crops of the sub-typed classes in the {cfg.train_split} split")
+    fine, train_set, val_set = build_crop_sets(cfg, progress=progress)
     num_classes = len(fine.classifier_ids) + 1
     arch = {"num_classes": num_classes, "width": cfg.width, "input_size": cfg.input_size, "head_channels": cfg.head_channels}
     model = CropClassifier(**arch)
