@@ -40,7 +40,8 @@ def free_port() -> int:
 
 class TritonServer:
     def __init__(self, repository: str | Path, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                 env: ServeEnv | None = None, log_path: str | Path | None = None, startup_timeout_s: float = 120.0):
+                 env: ServeEnv | None = None, log_path: str | Path | None = None, startup_timeout_s: float = 120.0,
+                 exit_timeout_s: int = 5):
         self.repository = Path(repository).resolve()
         if not (self.repository / "cascade.json").is_file():
             raise ServerError(f"{self.repository}: not a model repository written by `mtnet export --formats triton`")
@@ -48,6 +49,7 @@ class TritonServer:
         self.env = env
         self.log_path = Path(log_path) if log_path else None
         self.startup_timeout_s = startup_timeout_s
+        self.exit_timeout_s = exit_timeout_s  # how long a stopping server waits for open requests and connections
         self.proc: subprocess.Popen | None = None
         self._work: Path | None = None
         self._log = None
@@ -87,7 +89,7 @@ class TritonServer:
         cmd = [str(env.triton_dist / "bin" / "tritonserver"), f"--model-repository={self.repository}",
                f"--backend-directory={self._work / 'backends'}", f"--http-port={self.http_port}",
                f"--grpc-port={self.grpc_port}", f"--metrics-port={self.metrics_port}", "--allow-metrics=false",
-               "--disable-auto-complete-config"]
+               f"--exit-timeout-secs={self.exit_timeout_s}", "--disable-auto-complete-config"]
         log = self.log_path or self._work / "tritonserver.log"
         self._log = open(log, "w")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
