@@ -139,7 +139,8 @@ def export_triton(detector: str | Path, classifier: str | Path, out: str | Path,
                "fine": fine.to_dict(), "decode": {"conf": opts.conf, "iou": opts.iou, "max_det": opts.max_det,
                                                   "multi_label": opts.multi_label},
                "limits": {"max_images": opts.max_images, "max_image_bytes": opts.max_image_bytes,
-                          "max_pixels": opts.max_pixels}, "options": asdict(opts)}
+                          "max_pixels": opts.max_pixels}, "options": asdict(opts),
+               "training_data": state["config"]["data_root"]}
         _write(stage / "cascade.json", json.dumps(doc, indent=2))
         _write_configs(stage, opts, imgsz, size, anchors, num_coarse, num_cls)
         for step in ("preprocess", "crop", "assemble"):
