@@ -2,7 +2,8 @@
 
 ``TritonServer`` is a context manager: ``start()`` lays out a private backend folder (the wheel's Python
 backend plus the Python stub of this interpreter's version), starts the server in its own process group
-with the serving environment's Python and a path holding only the installed ``mtnet`` package, and waits
+with the serving environment's Python, in a working directory holding only a link to the installed
+``mtnet`` package (the stubs' import path: they ignore PYTHONPATH), and waits
 until the server reports ready; ``stop()`` sends SIGTERM to the whole group (server and Python stubs),
 waits, escalates to SIGKILL, and removes the folder, so nothing is left running.
 """
@@ -84,7 +85,7 @@ class TritonServer:
                        PATH=f"{env.root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                        LD_LIBRARY_PATH=os.pathsep.join(p for p in (str(env.triton_libs), libdir,
                                                                     os.environ.get("LD_LIBRARY_PATH", "")) if p),
-                       PYTHONPATH=str(self._work / "pylib"), OMP_NUM_THREADS="1")
+                       OMP_NUM_THREADS="1")
         run_env.pop("PYTHONHOME", None)
         cmd = [str(env.triton_dist / "bin" / "tritonserver"), f"--model-repository={self.repository}",
                f"--backend-directory={self._work / 'backends'}", f"--http-port={self.http_port}",
@@ -92,7 +93,10 @@ class TritonServer:
                f"--exit-timeout-secs={self.exit_timeout_s}", "--disable-auto-complete-config"]
         log = self.log_path or self._work / "tritonserver.log"
         self._log = open(log, "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
+        # The Python stub's embedded interpreter ignores PYTHONPATH but puts its working directory first on
+        # sys.path: run the server in the folder that holds only the `mtnet` link.
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=run_env, cwd=self._work / "pylib",
+                                     start_new_session=True)
         self._wait_ready(log)
         return self
 
