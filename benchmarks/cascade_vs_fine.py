@@ -9,10 +9,11 @@ detector's half-resolution input). The cascade keeps that detector for the coars
 sports-ball boxes with a small classifier that reads crops of the full-resolution image.
 
 Trains (or, with ``--reuse``, takes the finished runs of) configs/cascade_det.yaml, configs/cascade_fine_det.yaml
-(both on the same time budget) and configs/cascade_cls.yaml; exports the cascade as the Triton repository
-(its ONNX files) and the fine detector to ONNX; scores fine-grained box AP on the val split (COCO, mAP
-settings) and times both, one image at a time, interleaved, with ONNX Runtime on one thread at
-deployment settings (conf 0.25, best class). Prints the table and writes JSON to ``--out``.
+(both on the same time budget) and configs/cascade_cls.yaml; exports the cascade as the Triton repository,
+both detectors to batch-1 ONNX and fp32 TFLite, and the classifier to TFLite. For each runtime (ONNX Runtime,
+the server's; LiteRT, the phone's) it scores fine-grained box AP on the val split (COCO, mAP settings) of
+the exported files and times both models on those same files, one image at a time, interleaved, on one
+thread, at deployment settings (conf 0.25, best class). Prints the tables and writes JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import json
 import time
 from pathlib import Path
 
+from mtnet.export.classifier import export_classifier
 from mtnet.export.metadata import build_model_json
 from mtnet.export.onnx import export_onnx
+from mtnet.export.pipeline import ExportOptions, export_checkpoint
 from mtnet.export.triton import export_triton
 
 from mtnet.cascade.config import load_classifier_config
@@ -46,11 +49,28 @@ def _detector(config: str, budget_min: float, reuse: bool) -> Path:
     return best
 
 
+def _static_onnx(checkpoint: Path, path: Path) -> Path:
+    """A batch-1 ONNX of a detector: both detectors are timed in the same form (the Triton repository's
+    detector has a dynamic batch axis, about 10 % slower in ONNX Runtime for one image)."""
+    model, cfg = load_model_from_checkpoint(checkpoint)
+    return export_onnx(model, path, cfg.data.imgsz, doc=build_model_json(model, cfg.data.imgsz, source=str(checkpoint)))
+
+
+def _tflite(checkpoint: Path, exports: Path) -> Path:
+    """The fp32 TFLite of a detector (``mtnet export`` with its parity check; accuracy is scored here)."""
+    name = f"{checkpoint.parent.name}_tflite"
+    opts = ExportOptions(formats=("tflite",), precisions=("fp32",), evaluate=False, bench_runs=0, progress=False)
+    return export_checkpoint(checkpoint, exports, name=name, options=opts) / "model_float32.tflite"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget-min", type=float, default=22.0, help="training time budget of each detector")
     p.add_argument("--cls-budget-min", type=float, default=14.0, help="training time budget of the classifier")
     p.add_argument("--latency-images", type=int, default=200)
+    p.add_argument("--latency-rounds", type=int, default=3, help="passes over the latency images")
+    p.add_argument("--tflite-classifier", choices=("float32", "int8"), default="float32",
+                   help="classifier variant of the LiteRT rows")
     p.add_argument("--reuse", action="store_true", help="take runs/<name>/best.pt where it exists")
     p.add_argument("--exports", default="exports/cascade_bench")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cascade_vs_fine.json"))
@@ -68,12 +88,16 @@ def main() -> None:
         train_classifier(cls_cfg, progress=False)
     exports = Path(args.exports)
     repo = export_triton(det, cls, exports / "triton")
-    model, cfg = load_model_from_checkpoint(fine)
-    fine_onnx = export_onnx(model, exports / "fine_det.onnx", cfg.data.imgsz,
-                            doc=build_model_json(model, cfg.data.imgsz, source=str(fine)))
+    cls_tflite = export_classifier(cls, exports, name="classifier", progress=False) / f"model_{args.tflite_classifier}.tflite"
+    files = {
+        "onnx": (_static_onnx(det, exports / "det.onnx"), repo / "classifier" / "1" / "model.onnx",
+                 _static_onnx(fine, exports / "fine_det.onnx")),
+        "tflite": (_tflite(det, exports), cls_tflite, _tflite(fine, exports)),
+    }
     start = time.perf_counter()
-    rows = evaluate_cascade(repo / "detector" / "1" / "model.onnx", repo / "classifier" / "1" / "model.onnx",
-                            baseline=fine_onnx, latency_images=args.latency_images, progress=False)
+    rows = {backend: evaluate_cascade(d, c, baseline=f, latency_images=args.latency_images,
+                                      latency_rounds=args.latency_rounds, progress=False)
+            for backend, (d, c, f) in files.items()}
     rows["runs"] = {"detector": str(det), "fine_detector": str(fine), "classifier": str(cls),
                     "classifier_summary": json.loads((cls.parent / "summary.json").read_text()),
                     "detector_metrics": json.loads((det.parent / "metrics.json").read_text()),
@@ -82,7 +106,8 @@ def main() -> None:
     rows["date"] = time.strftime("%Y-%m-%d")
     out = Path(args.out)
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=2, default=str)))
-    print(cascade_table(rows))
+    for backend in files:
+        print(f"{backend}:\n{cascade_table(rows[backend])}\n")
     print(f"written {out}")
 
 

@@ -131,7 +131,8 @@ def test_classifier_config_rejects_unknown_keys_and_bad_ious(tmp_path):
         load_classifier_config(None, ["widht=0.5"])
     with pytest.raises(ConfigError, match="neg_iou <= pos_iou"):
         load_classifier_config(None, ["neg_iou=0.6", "pos_iou=0.5"])
-    assert load_classifier_config("configs/cascade_cls.yaml", ["input_size=96"]).input_size == 96
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "cascade_cls.yaml"
+    assert load_classifier_config(recipe, ["input_size=96"]).input_size == 96
 
 
 @pytest.mark.slow

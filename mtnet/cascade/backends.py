@@ -42,26 +42,23 @@ def classifier_doc(state: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Common:
+    """What every classifier backend reads from its ``model.json`` document (``_read_doc``)."""
+
     doc: dict[str, Any]
+    size: int  # crop side
+    context: float  # box growth before cropping
+    fine: FineLabels
 
-    @property
-    def size(self) -> int:
-        return int(self.doc["input"]["imgsz"])
-
-    @property
-    def context(self) -> float:
-        return float(self.doc["context"])
-
-    @property
-    def fine(self) -> FineLabels:
-        return FineLabels.from_dict(self.doc["fine"])
+    def _read_doc(self, doc: dict[str, Any]) -> None:
+        self.doc, self.size, self.context = doc, int(doc["input"]["imgsz"]), float(doc["context"])
+        self.fine = FineLabels.from_dict(doc["fine"])
 
 
 class TorchClassifier(_Common):
     def __init__(self, path: str | Path):
         self.model, state = load_classifier_model(path)
         self.model.deploy = True
-        self.doc = classifier_doc(state)
+        self._read_doc(classifier_doc(state))
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -77,9 +74,10 @@ class OnnxClassifier(_Common):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.doc = read_onnx(path, self.session.get_modelmeta().custom_metadata_map)
-        if self.doc.get("kind") != "crop_classifier":
+        doc = read_onnx(path, self.session.get_modelmeta().custom_metadata_map)
+        if doc.get("kind") != "crop_classifier":
             raise ClassifierError(f"{path}: not a crop-classifier export")
+        self._read_doc(doc)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -97,9 +95,10 @@ class LiteRTClassifier(_Common):
 
         from ..infer.quant import dequantize_output, quantize_input
 
-        self.doc = read_tflite(path)
-        if self.doc.get("kind") != "crop_classifier":
+        doc = read_tflite(path)
+        if doc.get("kind") != "crop_classifier":
             raise ClassifierError(f"{path}: not a crop-classifier export")
+        self._read_doc(doc)
         self._q, self._dq = quantize_input, dequantize_output
         self.interp = Interpreter(model_path=str(path), num_threads=threads)
         self.interp.allocate_tensors()

@@ -25,14 +25,15 @@ def fine_box_metrics(predictor, source, gt_path: str | Path, *, batch_size: int 
 
 
 def interleaved_latency(predictors: dict[str, Any], images: list, *, warmup: int = 5, rounds: int = 1) -> dict[str, Any]:
-    """Median seconds per image of each predictor, timed one image at a time in turn (A, B, A, B, ...) so
-    a shared machine's load shifts hit all of them alike; a ``Cascade`` also gets its stage split and
-    crops per image."""
+    """Median milliseconds per image of each predictor, timed one image at a time in turn (A, B, A, B, ...)
+    so a shared machine's load shifts hit all of them alike. A ``Cascade`` also gets its stages: median
+    detector time per image, median classifier time per crop (crop extraction included), mean crops per
+    image, and ``formula_ms`` = detector + classifier per crop x crops per image."""
     for p in predictors.values():
         for im in images[:warmup]:
             p.predict([im])
         if hasattr(p, "timing"):
-            p.timing.__init__()
+            p.timing = type(p.timing)()
     times: dict[str, list[float]] = {k: [] for k in predictors}
     for _ in range(rounds):
         for im in images:
@@ -40,21 +41,24 @@ def interleaved_latency(predictors: dict[str, Any], images: list, *, warmup: int
                 t0 = time.perf_counter()
                 p.predict([im])
                 times[name].append(time.perf_counter() - t0)
-    out: dict[str, Any] = {name: {"median_ms": 1e3 * statistics.median(t), "mean_ms": 1e3 * statistics.fmean(t)}
-                           for name, t in times.items()}
+    out: dict[str, Any] = {name: {"median_ms": 1e3 * statistics.median(t), "mean_ms": 1e3 * statistics.fmean(t),
+                                  "calls": len(t)} for name, t in times.items()}
     for name, p in predictors.items():
         t = getattr(p, "timing", None)
         if t is not None and t.images:
-            per_crop = 1e3 * t.classifier_s / t.crops if t.crops else 0.0
-            out[name] |= {"detector_ms": 1e3 * t.detector_s / t.images, "classifier_ms_per_crop": per_crop,
-                          "crops_per_image": t.crops / t.images}
-            out[name]["formula_ms"] = out[name]["detector_ms"] + per_crop * out[name]["crops_per_image"]
+            per_crop = [s / n for s, n in zip(t.classifier_s, (n for n in t.crops_per_call if n), strict=True)]
+            lat = {"detector_ms": 1e3 * statistics.median(t.detector_s),
+                   "classifier_ms_per_crop": 1e3 * statistics.median(per_crop) if per_crop else 0.0,
+                   "crops_per_image": t.crops / t.images}
+            lat["formula_ms"] = lat["detector_ms"] + lat["classifier_ms_per_crop"] * lat["crops_per_image"]
+            out[name] |= lat
     return out
 
 
 def evaluate_cascade(detector: str | Path, classifier: str | Path, *, baseline: str | Path | None = None,
                      data_root: str | Path | None = None, split: str = "val", latency_images: int = 100,
-                     latency_conf: float = 0.25, threads: int = 1, progress: bool = True) -> dict[str, Any]:
+                     latency_rounds: int = 1, latency_conf: float = 0.25, threads: int = 1,
+                     progress: bool = True) -> dict[str, Any]:
     """Fine-grained box AP of the cascade (and of ``baseline``, a single detector trained on the fine
     classes) on ``split`` of the classifier's data (or ``data_root``), plus their latency per image.
 
@@ -85,7 +89,7 @@ def evaluate_cascade(detector: str | Path, classifier: str | Path, *, baseline: 
         rows["single_fine_detector"] = {"files": [str(baseline)], **fine_box_metrics(base, source, gt, progress=progress)}
         timed["single_fine_detector"] = Predictor.from_path(baseline, conf=latency_conf)
     images = [source.load(i).image for i in range(min(latency_images, len(source)))]
-    for name, lat in interleaved_latency(timed, images).items():
+    for name, lat in interleaved_latency(timed, images, rounds=latency_rounds).items():
         rows[name]["latency"] = lat
     if baseline is not None:
         c, b = rows["cascade"], rows["single_fine_detector"]
@@ -93,7 +97,7 @@ def evaluate_cascade(detector: str | Path, classifier: str | Path, *, baseline: 
                               "latency_ratio": c["latency"]["median_ms"] / b["latency"]["median_ms"],
                               "latency_ratio_formula": c["latency"]["formula_ms"] / b["latency"]["median_ms"]}
     rows["data"] = {"instances": str(gt), "images": len(source), "latency_images": len(images),
-                    "latency_conf": latency_conf, "threads": threads}
+                    "latency_rounds": latency_rounds, "latency_conf": latency_conf, "threads": threads}
     return rows
 
 

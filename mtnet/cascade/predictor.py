@@ -8,7 +8,7 @@ Detections of a coarse class with sub-types are cropped from the *original* imag
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +22,16 @@ from .relabel import Relabeler
 
 @dataclass
 class CascadeTiming:
-    """Seconds spent per stage over the calls so far (latency = detector + classifier x crops)."""
+    """Per-call stage times (latency = detector + classifier x crops per image)."""
 
-    detector_s: float = 0.0
-    classifier_s: float = 0.0
+    detector_s: list[float] = field(default_factory=list)  # per ``predict`` call
+    classifier_s: list[float] = field(default_factory=list)  # per image that had crops
+    crops_per_call: list[int] = field(default_factory=list)  # per image (0 included)
     images: int = 0
-    crops: int = 0
+
+    @property
+    def crops(self) -> int:
+        return sum(self.crops_per_call)
 
 
 class Cascade:
@@ -63,7 +67,7 @@ class Cascade:
         """RGB uint8 images of any size -> predictions in their own pixels, fine-grained labels."""
         t0 = time.perf_counter()
         preds = self.detector.predict(images)
-        self.timing.detector_s += time.perf_counter() - t0
+        self.timing.detector_s.append(time.perf_counter() - t0)
         self.timing.images += len(images)
         return [self.refine(image, pred) for image, pred in zip(images, preds, strict=True)]
 
@@ -71,8 +75,10 @@ class Cascade:
         """Re-label one detector ``Prediction`` of ``image`` with the classifier."""
         det = pred.detections
         idx = self.relabeler.to_classify(det)
-        t0 = time.perf_counter()
-        probs = self.classifier(crop_boxes(image, det.boxes[idx], self.classifier.size, self.classifier.context))
-        self.timing.classifier_s += time.perf_counter() - t0
-        self.timing.crops += len(idx)
+        self.timing.crops_per_call.append(len(idx))
+        probs = None
+        if len(idx):
+            t0 = time.perf_counter()
+            probs = self.classifier(crop_boxes(image, det.boxes[idx], self.classifier.size, self.classifier.context))
+            self.timing.classifier_s.append(time.perf_counter() - t0)
         return Prediction(pred.image_shape, {**pred.results, "det": self.relabeler.apply(det, probs)})

@@ -30,28 +30,28 @@ class Relabeler:
         """Indices of the detections the classifier must see (their crops, in this order)."""
         return np.nonzero(self.direct[det.labels] == -2)[0] if len(det) else np.zeros(0, np.int64)
 
-    def apply(self, det: Detections, probs: np.ndarray) -> Detections:
+    def apply(self, det: Detections, probs: np.ndarray | None) -> Detections:
         """Fine detections (labels index ``fine.fine_ids``), by descending score; ``probs`` [K, C] are the
-        classifier's outputs for ``to_classify(det)``, background last."""
+        classifier's outputs for ``to_classify(det)``, background last (None when there is nothing to classify)."""
         direct = self.direct[det.labels] if len(det) else np.zeros(0, np.int64)
+        idx = np.nonzero(direct == -2)[0]
+        if not len(idx):  # nothing re-labelled: the detector's order (descending score) stands
+            keep = np.nonzero(direct >= 0)[0]
+            return Detections(det.boxes[keep].reshape(-1, 4), det.scores[keep].astype(np.float32), direct[keep],
+                              None, None if det.index is None else det.index[keep])
         keep = np.nonzero(direct >= 0)[0]
-        rows, labels, scores = [keep], [direct[keep]], [det.scores[keep]]
-        idx = self.to_classify(det)
-        if len(idx):
-            sub = probs[:, :-1]
-            if self.multi_label:
-                r, c = np.nonzero(det.scores[idx, None] * sub > self.conf)
-            else:
-                r = np.nonzero(probs.argmax(1) < sub.shape[1])[0]
-                c = sub[r].argmax(1)
-            combined = (det.scores[idx][r] * sub[r, c]).astype(np.float32)
-            ok = combined > self.conf
-            rows.append(idx[r[ok]])
-            labels.append(self.classifier_fine[c[ok]])
-            scores.append(combined[ok])
-        all_rows, all_scores = np.concatenate(rows), np.concatenate(scores).astype(np.float32)
-        order = np.argsort(-all_scores, kind="stable")
-        all_rows = all_rows[order]
-        return Detections(det.boxes[all_rows].reshape(-1, 4), all_scores[order],
-                          np.concatenate(labels)[order].astype(np.int64), None,
-                          None if det.index is None else det.index[all_rows])
+        sub = probs[:, :-1]
+        if self.multi_label:
+            r, c = np.nonzero(det.scores[idx, None] * sub > self.conf)
+        else:
+            r = np.nonzero(probs.argmax(1) < sub.shape[1])[0]
+            c = sub[r].argmax(1)
+        combined = (det.scores[idx][r] * sub[r, c]).astype(np.float32)
+        ok = combined > self.conf
+        rows = np.concatenate([keep, idx[r[ok]]])
+        labels = np.concatenate([direct[keep], self.classifier_fine[c[ok]]])
+        scores = np.concatenate([det.scores[keep].astype(np.float32), combined[ok]])
+        order = np.argsort(-scores, kind="stable")
+        rows = rows[order]
+        return Detections(det.boxes[rows].reshape(-1, 4), scores[order], labels[order].astype(np.int64), None,
+                          None if det.index is None else det.index[rows])
