@@ -171,5 +171,8 @@ def test_cascade_trains_predicts_on_any_backend_and_evaluates(cascade_run, tmp_p
     assert 0.0 <= rows["cascade"]["bbox_AP50"] <= 1.0
     lat = rows["cascade"]["latency"]
     assert lat["formula_ms"] == pytest.approx(lat["detector_ms"] + lat["classifier_ms_per_crop"] * lat["crops_per_image"])
+    m = rows["model_latency"]  # one inference per model file: detector + classifier x crops per image
+    assert m["detector"] > 0 and m["classifier"] > 0
+    assert m["cascade_ms"] == pytest.approx(m["detector"] + m["classifier"] * lat["crops_per_image"])
     with pytest.raises(ClassifierError, match="not a crop-classifier"):
         load_classifier(cascade_run["detector"])

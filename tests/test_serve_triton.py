@@ -155,3 +155,34 @@ def test_stopping_leaves_no_process(repository, val_files):
     assert _group(srv.proc.pid) == []
     for pid in running:
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_mtnet_serve_stops_on_sigterm_without_leftovers(repository):
+    """The CLI: serves until SIGTERM (or Ctrl-C), then no tritonserver or Python stub of it is left."""
+    import signal
+    import sys
+    import time
+    import urllib.request
+
+    from mtnet.serve.server import free_port
+
+    http = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mtnet", "serve", str(repository), f"--http-port={http}",
+                             f"--grpc-port={free_port()}", f"--metrics-port={free_port()}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "serving" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5) as r:
+            assert r.status == 200
+        servers = subprocess.run(["pgrep", "-f", "--", f"--http-port={http}"], capture_output=True, text=True).stdout.split()
+        server_pid = next(int(p) for p in servers if int(p) != proc.pid and "tritonserver" in Path(f"/proc/{p}/cmdline").read_text())
+        running = _group(server_pid)
+        assert len(running) >= 6
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert "server stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.2)
+    assert _group(server_pid) == [] and not any(Path(f"/proc/{pid}").exists() for pid in running)
