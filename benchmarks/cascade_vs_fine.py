@@ -1,6 +1,6 @@
 """Detector -> crop-classifier cascade vs one detector trained on the fine classes (same size, same recipe).
 
-    python benchmarks/cascade_vs_fine.py [--budget-min 22] [--cls-budget-min 14] [--reuse]
+    python benchmarks/cascade_vs_fine.py [--budget-min 22] [--cls-budget-min 14] [--cls-set input_size=48 ...] [--reuse]
                                          [--out benchmarks/results/cascade_vs_fine.json]
 
 Why: a detector at a low input resolution is fast but cannot tell look-alike sub-types apart (the
@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--latency-rounds", type=int, default=3, help="passes over the latency images")
     p.add_argument("--tflite-classifier", choices=("float32", "int8"), default="float32",
                    help="classifier variant of the LiteRT rows")
+    p.add_argument("--cls-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="classifier recipe overrides, e.g. input_size=48 name=cascade_cls48")
     p.add_argument("--reuse", action="store_true", help="take runs/<name>/best.pt where it exists")
     p.add_argument("--exports", default="exports/cascade_bench")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cascade_vs_fine.json"))
@@ -82,13 +84,13 @@ def main() -> None:
     det = _detector("cascade_det.yaml", args.budget_min, args.reuse)
     fine = _detector("cascade_fine_det.yaml", args.budget_min, args.reuse)
     cls_cfg = load_classifier_config(REPO / "configs" / "cascade_cls.yaml",
-                                     [f"time_budget_min={args.cls_budget_min}", f"detector={det}"])
+                                     [f"time_budget_min={args.cls_budget_min}", f"detector={det}", *args.cls_set])
     cls = cls_cfg.run_dir / "best.pt"
     if not (args.reuse and cls.is_file()):
         train_classifier(cls_cfg, progress=False)
     exports = Path(args.exports)
-    repo = export_triton(det, cls, exports / "triton")
-    cls_tflite = export_classifier(cls, exports, name="classifier", progress=False) / f"model_{args.tflite_classifier}.tflite"
+    repo = export_triton(det, cls, exports / f"triton_{cls_cfg.name}")
+    cls_tflite = export_classifier(cls, exports, name=cls_cfg.name, progress=False) / f"model_{args.tflite_classifier}.tflite"
     files = {
         "onnx": (_static_onnx(det, exports / "det.onnx"), repo / "classifier" / "1" / "model.onnx",
                  _static_onnx(fine, exports / "fine_det.onnx")),

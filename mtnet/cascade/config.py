@@ -21,7 +21,7 @@ class ClassifierConfig:
     train_split: str = "train"
     val_split: str = "val"
     width: float = 0.35  # MobileNetV2 width multiplier
-    input_size: int = 64  # crop side (pixels of the original image, letterboxed to this square)
+    input_size: int = 48  # crop side (pixels of the original image, letterboxed to this square)
     head_channels: int = 256  # 1x1 conv before pooling
     context: float = 0.1  # box grown by this fraction of its side on each side before cropping
     det_conf: float = 0.2  # detections at or above this score become training crops

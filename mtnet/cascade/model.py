@@ -20,7 +20,7 @@ OUTPUT_NAME = "probs"  # deploy output: softmax probabilities [N, num_classes]
 class CropClassifier(nn.Module):
     """Crops (normalised float NCHW, ``input_size`` square) -> class logits; ``deploy=True`` -> softmax."""
 
-    def __init__(self, num_classes: int, *, width: float = 0.35, input_size: int = 64, head_channels: int = 256,
+    def __init__(self, num_classes: int, *, width: float = 0.35, input_size: int = 48, head_channels: int = 256,
                  dropout: float = 0.1):
         super().__init__()
         self.backbone = MobileNetV2(width)
