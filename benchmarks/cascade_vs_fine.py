@@ -29,10 +29,11 @@ from mtnet.export.onnx import export_onnx
 from mtnet.export.pipeline import ExportOptions, export_checkpoint
 from mtnet.export.triton import export_triton
 
+from mtnet.cascade.backends import classifier_doc, load_classifier_model
 from mtnet.cascade.config import load_classifier_config
 from mtnet.cascade.evaluate import cascade_table, evaluate_cascade
 from mtnet.cascade.train import train_classifier
-from mtnet.checkpoint_io import load_model_from_checkpoint
+from mtnet.checkpoint_io import load_checkpoint, load_model_from_checkpoint
 from mtnet.config import load_config
 from mtnet.data.synthetic import generate_dataset
 from mtnet.fileio import atomic_write
@@ -50,15 +51,20 @@ def _detector(config: str, budget_min: float, reuse: bool) -> Path:
 
 
 def _static_onnx(checkpoint: Path, path: Path) -> Path:
-    """A batch-1 ONNX of a detector: both detectors are timed in the same form (the Triton repository's
-    detector has a dynamic batch axis, about 10 % slower in ONNX Runtime for one image)."""
+    """A batch-1 ONNX of a detector or the classifier: every model is timed in the same form (the Triton
+    repository's graphs have a dynamic batch axis, about 10 % slower in ONNX Runtime for one input)."""
+    if load_checkpoint(checkpoint).get("kind") == "crop_classifier":
+        model, state = load_classifier_model(checkpoint)
+        return export_onnx(model, path, int(state["arch"]["input_size"]), doc=classifier_doc(state))
     model, cfg = load_model_from_checkpoint(checkpoint)
     return export_onnx(model, path, cfg.data.imgsz, doc=build_model_json(model, cfg.data.imgsz, source=str(checkpoint)))
 
 
-def _tflite(checkpoint: Path, exports: Path) -> Path:
+def _tflite(checkpoint: Path, exports: Path, reuse: bool) -> Path:
     """The fp32 TFLite of a detector (``mtnet export`` with its parity check; accuracy is scored here)."""
     name = f"{checkpoint.parent.name}_tflite"
+    if reuse and (exports / name / "model_float32.tflite").is_file():
+        return exports / name / "model_float32.tflite"
     opts = ExportOptions(formats=("tflite",), precisions=("fp32",), evaluate=False, bench_runs=0, progress=False)
     return export_checkpoint(checkpoint, exports, name=name, options=opts) / "model_float32.tflite"
 
@@ -89,12 +95,15 @@ def main() -> None:
     if not (args.reuse and cls.is_file()):
         train_classifier(cls_cfg, progress=False)
     exports = Path(args.exports)
-    repo = export_triton(det, cls, exports / f"triton_{cls_cfg.name}")
-    cls_tflite = export_classifier(cls, exports, name=cls_cfg.name, progress=False) / f"model_{args.tflite_classifier}.tflite"
+    export_triton(det, cls, exports / f"triton_{cls_cfg.name}")  # the served form (benchmarks/serve_load.py)
+    cls_dir = exports / cls_cfg.name
+    if not (args.reuse and (cls_dir / "report.json").is_file()):
+        export_classifier(cls, exports, name=cls_cfg.name, progress=False)
     files = {
-        "onnx": (_static_onnx(det, exports / "det.onnx"), repo / "classifier" / "1" / "model.onnx",
+        "onnx": (_static_onnx(det, exports / "det.onnx"), _static_onnx(cls, cls_dir / "model_batch1.onnx"),
                  _static_onnx(fine, exports / "fine_det.onnx")),
-        "tflite": (_tflite(det, exports), cls_tflite, _tflite(fine, exports)),
+        "tflite": (_tflite(det, exports, args.reuse), cls_dir / f"model_{args.tflite_classifier}.tflite",
+                   _tflite(fine, exports, args.reuse)),
     }
     start = time.perf_counter()
     rows = {backend: evaluate_cascade(d, c, baseline=f, latency_images=args.latency_images,

@@ -79,12 +79,16 @@ class OnnxClassifier(_Common):
             raise ClassifierError(f"{path}: not a crop-classifier export")
         self._read_doc(doc)
         self.input_name = self.session.get_inputs()[0].name
+        dim = self.session.get_inputs()[0].shape[0]
+        self.batch = dim if isinstance(dim, int) and dim > 0 else None  # None: a dynamic batch axis
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros((0, len(self.doc["classes"])), np.float32)
         x = np.ascontiguousarray(normalize_nhwc(crops).transpose(0, 3, 1, 2))
-        return self.session.run([OUTPUT_NAME], {self.input_name: x})[0]
+        step = self.batch or len(x)
+        return np.concatenate([self.session.run([OUTPUT_NAME], {self.input_name: x[s : s + step]})[0]
+                               for s in range(0, len(x), step)])
 
 
 class LiteRTClassifier(_Common):

@@ -101,7 +101,7 @@ def _torch_invoker(path: Path):
     return call
 
 
-def model_latency(files: dict[str, str | Path], *, runs: int = 300, warmup: int = 20, threads: int = 1) -> dict[str, float]:
+def model_latency(files: dict[str, str | Path], *, runs: int = 1000, warmup: int = 20, threads: int = 1) -> dict[str, float]:
     """Median milliseconds of one inference of each model file (``.tflite`` with LiteRT, ``.onnx`` with
     ONNX Runtime, ``.pt`` with PyTorch), timed in turn (A, B, C, A, ...)."""
     calls = {name: _invoker(Path(f), threads) for name, f in files.items()}
