@@ -186,3 +186,19 @@ def test_mtnet_serve_stops_on_sigterm_without_leftovers(repository):
             proc.kill()
     time.sleep(0.2)
     assert _group(server_pid) == [] and not any(Path(f"/proc/{pid}").exists() for pid in running)
+
+
+def test_onnxruntime_backend_repository_declares_the_onnx_models_for_tritons_ort_backend(cascade_run, tmp_path):
+    """For NVIDIA's container: the same repository with the two ONNX models on Triton's ONNX Runtime backend."""
+    from mtnet.export.triton import TritonExportError, TritonOptions, export_triton
+
+    repo = export_triton(cascade_run["detector"], cascade_run["classifier"], tmp_path / "repo",
+                         options=TritonOptions(onnx_backend="onnxruntime"))
+    for model in ("detector", "classifier"):
+        config = (repo / model / "config.pbtxt").read_text()
+        assert 'platform: "onnxruntime_onnx"' in config and "backend:" not in config
+        assert (repo / model / "1" / "model.onnx").is_file() and not (repo / model / "1" / "model.py").exists()
+    assert 'backend: "python"' in (repo / "crop" / "config.pbtxt").read_text()
+    with pytest.raises(TritonExportError, match="onnx_backend"):
+        export_triton(cascade_run["detector"], cascade_run["classifier"], tmp_path / "bad", options=TritonOptions(onnx_backend="tensorrt"))
+    assert not (tmp_path / "bad").exists()
