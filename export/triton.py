@@ -226,9 +226,12 @@ are in `cascade.json`. {onnx_note}
 ## Run it in NVIDIA's Triton container
 The Python steps import mtnet's NumPy code, and the Python backend needs numpy < 2:
 
-    docker run --rm -p8000:8000 -p8001:8001 -v $PWD:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
+    docker run --rm -p8000:8000 -p8001:8001 -v $PWD:/models -v /path/to/mtnet:/mtnet \\
+      nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
       bash -c "pip install 'numpy<2' onnxruntime opencv-python-headless pillow && \\
-               pip install --no-deps mtnet && tritonserver --model-repository=/models"
+               pip install --no-deps /mtnet && tritonserver --model-repository=/models"
+
+(`/path/to/mtnet`: this mtnet release's source folder or wheel; `--no-deps` keeps the container's numpy < 2.)
 
 With `mtnet export --formats triton --triton-onnx-backend onnxruntime` the two ONNX models use the
 container's ONNX Runtime backend instead (then `onnxruntime` need not be installed). Either way a client
