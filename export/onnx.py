@@ -23,12 +23,13 @@ INPUT_NAME = "images"
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, imgsz: int, *, doc: dict | None = None,
-                batch: int = 1) -> Path:
+                batch: int = 1, dynamic_batch: bool = False) -> Path:
     """Write ``model``'s deploy graph (``model.deploy = True``) to ``path`` atomically.
 
     Input ``images``: float32 [batch, 3, imgsz, imgsz], normalised with MEAN/STD. Outputs are named
     ``model.output_names()`` in that order. ``doc`` (``model.json``) is stored in the metadata props
-    (``mtnet.modeljson``).
+    (``mtnet.modeljson``). ``dynamic_batch``: the batch axis of the input and every output is symbolic
+    (``batch``), for servers that batch requests (Triton); a batch of 0 is not supported by every graph.
     """
     import onnx
 
@@ -41,7 +42,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, imgsz: int, *, doc: di
             # shapes are fixed by design (fixed input size, batch 1): the tracer's "treated as a constant" is intended
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(model, (torch.zeros(batch, 3, imgsz, imgsz),), buf, dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=model.output_names(), do_constant_folding=True)
+                              input_names=[INPUT_NAME], output_names=model.output_names(), do_constant_folding=True,
+                              dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *model.output_names()]} if dynamic_batch else None)
     finally:
         model.deploy = was
     proto = onnx.load_from_string(buf.getvalue())

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("mtnet.commands.bench", "host latency of .tflite files with LiteRT (JSON/CSV + plots)"),
     "bench-android": ("mtnet.commands.bench_android", "profile .tflite files on Android phones over adb"),
     "data": ("mtnet.commands.data", "data set tools: `data check` lists every problem, `data stats` counts and plots"),
+    "cascade": ("mtnet.commands.cascade", "detector -> crop classifier cascade: `cascade train`, `cascade export`"),
+    "serve": ("mtnet.commands.serve", "run a Triton model repository (mtnet export --formats triton) with tritonserver"),
 }
 
 

@@ -14,12 +14,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from .decode import NMS_IOU
 from .errors import UserError
+
+T = TypeVar("T")
 
 
 class ConfigError(UserError, ValueError):
@@ -342,8 +344,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+def load_yaml_dataclass(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """A typed config dataclass ``cls`` from a YAML file (or its defaults) plus ``key=value`` overrides, with the
+    same unknown-key and type checks as the main config (other recipes, e.g. the cascade's crop classifier)."""
     data: dict[str, Any] = {}
     if path is not None:
         p = resolve_config_path(path)
@@ -356,8 +359,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         data = loaded
-    data = _merge(data, parse_overrides(overrides or []))
-    return config_from_dict(data)
+    return _build(cls, _merge(data, parse_overrides(overrides or [])))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    cfg = load_yaml_dataclass(Config, path, overrides)
+    validate(cfg)
+    return cfg
 
 
 def validate(cfg: Config) -> None:

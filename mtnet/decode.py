@@ -66,6 +66,16 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_t
     return nms(boxes + offset, scores, iou_threshold)
 
 
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, ties at the cut resolved by lowest index, in index order: the same
+    set under any NumPy version (``argpartition`` alone picks among equal scores by its algorithm, and a
+    Triton server's NumPy 1.x would then keep other boxes than the Python API's NumPy 2.x)."""
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    above = np.nonzero(scores > kth)[0]
+    tied = np.nonzero(scores == kth)[0][: k - len(above)]
+    return np.sort(np.concatenate([above, tied]))
+
+
 def decode_detections(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -93,7 +103,7 @@ def decode_detections(
         anchor_idx = np.nonzero(cand_scores > conf)[0]
         labels, cand_scores = labels[anchor_idx], cand_scores[anchor_idx]
     if len(cand_scores) > max_candidates:
-        top = np.argpartition(-cand_scores, max_candidates)[:max_candidates]
+        top = _top_k(cand_scores, max_candidates)
         anchor_idx, labels, cand_scores = anchor_idx[top], labels[top], cand_scores[top]
     keep = batched_nms(boxes[anchor_idx], cand_scores, labels, iou)[:max_det]
     anchor_idx = anchor_idx[keep]

@@ -35,3 +35,29 @@ def tiny_run(synthetic_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     metrics = train_and_report(tiny_config(synthetic_root, out, "name=tiny"), progress=False)
     return Path(metrics["run_dir"])
+
+
+@pytest.fixture(scope="session")
+def subtypes_root(tmp_path_factory) -> Path:
+    """A tiny synthetic set of the ``subtypes`` recipe (sports-ball sub-types, fine COCO json + map)."""
+    root = tmp_path_factory.mktemp("subtypes")
+    generate_dataset(root, num_train=24, num_val=6, size=160, seed=0, progress=False, variant="subtypes")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cascade_run(subtypes_root, tmp_path_factory) -> dict[str, Path]:
+    """A one-epoch detection-only detector of the coarse classes and a one-epoch crop classifier trained on
+    its detections: {"detector": best.pt, "classifier": best.pt, "root": data folder}. The detector is barely
+    trained (scores near its 0.01 prior), so its detections are taken from a 0.005 threshold, 1000 per image."""
+    from mtnet.cascade.config import ClassifierConfig
+    from mtnet.cascade.train import train_classifier
+    from mtnet.workflows import train_and_report
+
+    out = tmp_path_factory.mktemp("cascade_runs")
+    cfg = tiny_config(subtypes_root, out, "name=det", "model.tasks=[det]", "data.synthetic.variant=subtypes")
+    det = Path(train_and_report(cfg, progress=False)["run_dir"]) / "best.pt"
+    summary = train_classifier(ClassifierConfig(name="cls", output_dir=str(out), detector=str(det), data_root=str(subtypes_root),
+                                                input_size=48, epochs=1, batch_size=16, det_conf=0.005, det_max_det=1000),
+                               progress=False)
+    return {"detector": det, "classifier": Path(summary["checkpoint"]), "root": subtypes_root}

@@ -1,4 +1,5 @@
-"""mtnet export CHECKPOINT [--formats onnx,tflite,coreml] [--precision fp32,fp16,int8] [--imgsz 320] [--nms]."""
+"""mtnet export CHECKPOINT [--formats onnx,tflite,coreml] [--precision fp32,fp16,int8] [--imgsz 320] [--nms];
+mtnet export DETECTOR --formats triton --classifier CLASSIFIER.pt: a Triton model repository of the cascade."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="trained checkpoint (best.pt)")
-    p.add_argument("--formats", type=_csv, default=("onnx", "tflite", "coreml"), help="onnx,tflite,coreml")
+    p.add_argument("--formats", type=_csv, default=("onnx", "tflite", "coreml"),
+                   help="onnx,tflite,coreml; or triton alone (a detector -> classifier cascade, needs --classifier)")
     p.add_argument("--precision", type=_csv, default=("fp32", "fp16", "int8"), help="fp32,fp16,int8")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
     p.add_argument("--seg-output", choices=("logits", "argmax"), default="logits")
@@ -46,10 +48,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--parity-images", type=int, default=8)
     c.add_argument("--bench-runs", type=int, default=50, help="timed runs per latency (0: skip latency)")
     c.add_argument("--bench-threads", type=lambda s: tuple(int(t) for t in _csv(s)), default=(1, 2))
+    t = p.add_argument_group("triton (detector -> crop classifier cascade)")
+    t.add_argument("--classifier", help="crop classifier checkpoint (mtnet cascade train)")
+    t.add_argument("--triton-onnx-backend", choices=("python", "onnxruntime"), default="python",
+                   help="python: ONNX Runtime inside the Python backend (mtnet serve); onnxruntime: Triton's ONNX "
+                        "Runtime backend (NVIDIA's container)")
+    t.add_argument("--conf", type=float, default=0.25, help="score threshold of the served detections")
+    t.add_argument("--max-images", type=int, default=16, help="images per request")
     p.add_argument("--no-progress", action="store_true")
 
 
+def _export_triton(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mtnet.errors import UserError
+    from mtnet.export.triton import TritonOptions, export_triton
+
+    if tuple(args.formats) != ("triton",):
+        raise UserError("--formats triton is exported on its own (the repository holds its own ONNX files)")
+    if not args.classifier:
+        raise UserError("--formats triton needs --classifier (a crop classifier checkpoint from `mtnet cascade train`)")
+    name = args.name or f"{Path(args.checkpoint).resolve().parent.name}_triton"
+    opts = TritonOptions(conf=args.conf, iou=args.nms_iou, max_det=args.max_det, max_images=args.max_images,
+                         onnx_backend=args.triton_onnx_backend)
+    out = export_triton(args.checkpoint, args.classifier, Path(args.out) / name, options=opts)
+    print(f"Triton model repository: {out} (run it with `mtnet serve {out}`; {out / 'README.md'})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if "triton" in args.formats:
+        return _export_triton(args)
     from mtnet.calibration import QuantConfig
     from mtnet.export.nms import NMSOptions
     from mtnet.export.pipeline import ExportOptions, export_checkpoint

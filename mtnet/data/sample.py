@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,12 +61,25 @@ def read_image(path: str, image_id: int | str | None = None) -> np.ndarray:
     ``image_id`` when given, as ``mtnet data check`` does)."""
     where = f"{path}: image id {image_id}" if image_id is not None else str(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"))
+        return _decode(path, where)
     except FileNotFoundError:
         raise DataError(f"{where}: image file not found") from None
+
+
+def decode_image(data: bytes, where: str = "image bytes") -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ...) -> RGB uint8, decoded exactly as :func:`read_image` decodes files
+    (servers receive bytes; their results must equal the Python API's); corrupt bytes raise DataError."""
+    return _decode(io.BytesIO(data), where)
+
+
+def _decode(source, where: str) -> np.ndarray:
+    try:
+        with Image.open(source) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
         raise DataError(f"{where}: cannot read image ({e})") from None
 
 

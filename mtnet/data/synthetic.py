@@ -25,6 +25,11 @@ Two recipes (``variant``):
   (one ``iscrowd: 1`` RLE annotation, as COCO marks crowds: ignored by COCOeval, not a training target), and
   image degradations (Gaussian blur in 30 % of the images, sensor noise of 3-14 grey levels, JPEG quality
   35-95).
+* ``subtypes``: the standard scenes, with sports balls in three visible sub-types (plain, striped, patched:
+  a fine pattern that a detector at half the image resolution barely resolves). Besides the coarse files
+  above it writes ``annotations/instances_fine_<split>.json`` (the same annotations with each ball's
+  sub-type as its category) and ``annotations/fine_to_coarse.json`` (fine category id -> coarse category
+  id), the layout :mod:`mtnet.data.fine` reads for any COCO data set with fine labels.
 """
 
 from __future__ import annotations
@@ -85,13 +90,22 @@ class SceneRecipe:
     blur: float = 0.0  # probability of a Gaussian blur
     noise: tuple[float, float] = (6.0, 6.0)  # sensor noise sigma range (grey levels)
     jpeg_quality: tuple[int, int] = (92, 92)
+    ball_subtypes: bool = False  # draw each sports ball as one of BALL_SUBTYPES (and write the fine annotations)
 
 
 RECIPES = {
     "standard": SceneRecipe(),
     "scale-spread": SceneRecipe(max_objects=8, log_scale=True, person_height=(16.0, 0.95), shape_extent=(12.0, 0.6),
                                 crowd=0.25, blur=0.3, noise=(3.0, 14.0), jpeg_quality=(35, 95)),
+    "subtypes": SceneRecipe(ball_subtypes=True),
 }
+# Fine categories of the ``subtypes`` recipe: sports-ball sub-types (ids outside COCO's 1-182).
+BALL = 37
+BALL_SUBTYPES = [
+    {"id": 201, "name": "sports ball/plain", "supercategory": "sports ball"},
+    {"id": 202, "name": "sports ball/striped", "supercategory": "sports ball"},
+    {"id": 203, "name": "sports ball/patched", "supercategory": "sports ball"},
+]
 
 
 def _size(rng: np.random.Generator, size: int, bounds: tuple[float, float], log_scale: bool) -> float:
@@ -106,6 +120,7 @@ class _Object:
     category_id: int
     silhouette: np.ndarray  # bool HxW, the whole object before occlusion
     keypoints: np.ndarray | None = None  # 17 x 3 for persons
+    fine_id: int | None = None  # sub-type category id (``subtypes`` recipe balls)
 
 
 def _jitter(rng: np.random.Generator, color: tuple[int, int, int], amount: int = 30) -> tuple[int, ...]:
@@ -214,7 +229,28 @@ def _hsv(h: float, s: float, v: float) -> tuple[int, int, int, int]:
     return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)) + (255,)
 
 
-def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float, cx: float, cy: float) -> Image.Image:
+def _ball_pattern(rng: np.random.Generator, d: ImageDraw.ImageDraw, subtype: int, cx: float, cy: float, r: float,
+                  color: tuple[int, int, int, int]) -> None:
+    """Sub-type markings drawn over a ball in a darker shade of its colour, scaled with the ball (strokes
+    of about 1/20 of its radius): a crop at the ball's own resolution shows them, a detector input at half
+    the image resolution resolves them only on the larger balls."""
+    shade = tuple(int(c * 0.55) for c in color[:3]) + (255,)
+    if subtype == 1:  # striped: parallel stripes at a random angle, clipped to the disk
+        a = rng.uniform(0, math.pi)
+        ux, uy, width = math.cos(a), math.sin(a), max(1, round(r / 20))
+        for off in np.arange(-r, r, 2.5 * width):
+            half = math.sqrt(max(r * r - off * off, 0.0)) * 0.92
+            px, py = cx - uy * off, cy + ux * off
+            d.line([(px - ux * half, py - uy * half), (px + ux * half, py + uy * half)], fill=shade, width=width)
+    elif subtype == 2:  # patched: scattered small dots
+        for _ in range(int(rng.integers(14, 22))):
+            rho, phi = r * 0.85 * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
+            x, y, dr = cx + rho * math.cos(phi), cy + rho * math.sin(phi), max(0.7, r / 28)
+            d.ellipse([x - dr, y - dr, x + dr, y + dr], fill=shade)
+
+
+def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float, cx: float, cy: float,
+           subtype: int | None = None) -> Image.Image:
     layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     d = ImageDraw.Draw(layer)
     # Each class has typical (not fixed) appearance statistics, as real object classes do.
@@ -228,6 +264,8 @@ def _shape(rng: np.random.Generator, size: int, category_id: int, extent: float,
     if category_id == 37:  # sports ball: disk with a seam
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color)
         d.arc([cx - r, cy - r * 0.5, cx + r, cy + r * 0.5], 0, 180, fill=(255, 255, 255, 255), width=max(1, int(r / 6)))
+        if subtype:
+            _ball_pattern(rng, d, subtype, cx, cy, r, color)
     elif category_id == 33:  # suitcase: rotated rectangle with a handle
         a = rng.uniform(-0.5, 0.5)
         w, h = r, r * rng.uniform(0.6, 0.8)
@@ -293,7 +331,8 @@ def _render_scene(rng: np.random.Generator, size: int, recipe: SceneRecipe = REC
             layer, kp = _person(rng, size, _size(rng, size, recipe.person_height, recipe.log_scale), cx, cy)
         else:
             extent = _size(rng, size, recipe.shape_extent, recipe.log_scale)
-            layer, kp = _shape(rng, size, category, extent, cx, cy), None
+            subtype = int(rng.integers(len(BALL_SUBTYPES))) if recipe.ball_subtypes and category == BALL else None
+            layer, kp = _shape(rng, size, category, extent, cx, cy, subtype), None
         silhouette = np.asarray(layer)[..., 3] > 127
         if silhouette.sum() < 40:
             continue
@@ -304,7 +343,9 @@ def _render_scene(rng: np.random.Generator, size: int, recipe: SceneRecipe = REC
             continue
         owner = candidate
         canvas.paste(layer, (0, 0), layer)
-        objects.append(_Object(category, silhouette, None if kp is None else np.concatenate([kp, np.full((17, 1), 2.0)], 1)))
+        fine_id = None if category != BALL or not recipe.ball_subtypes else BALL_SUBTYPES[subtype]["id"]
+        objects.append(_Object(category, silhouette, None if kp is None else np.concatenate([kp, np.full((17, 1), 2.0)], 1),
+                               fine_id))
     img = _degrade(rng, np.asarray(canvas).astype(np.float32), recipe)
 
     records = []
@@ -316,6 +357,8 @@ def _render_scene(rng: np.random.Generator, size: int, recipe: SceneRecipe = REC
         visible = owner == i + 1
         labels[visible] = obj.category_id
         rec = {"category_id": obj.category_id, "mask": visible}
+        if obj.fine_id is not None:
+            rec["fine_category_id"] = obj.fine_id
         if obj.keypoints is not None:
             kp = obj.keypoints.copy()
             for k in range(17):
@@ -358,7 +401,7 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
     for d in (img_dir, map_dir, ann_dir):
         d.mkdir(parents=True, exist_ok=True)
     split_seed = seed * 1000 + sum(map(ord, split))
-    images, instances, persons, stuff = [], [], [], []
+    images, instances, persons, stuff, fine = [], [], [], [], []
     ann_id = 1
     for i in tqdm(range(num_images), desc=f"synthetic {split}", disable=not progress, leave=False):
         rng = np.random.default_rng([split_seed, i])
@@ -380,6 +423,8 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
                 "segmentation": _rle(rec["mask"]) if crowd else _polygons(rec["mask"]),  # COCO: crowds are RLE
             }
             instances.append(ann)
+            if recipe.ball_subtypes:
+                fine.append(ann | {"category_id": rec.get("fine_category_id", rec["category_id"])})
             if "keypoints" in rec:
                 kp = rec["keypoints"]
                 if ann["area"] < MIN_KEYPOINT_AREA:
@@ -403,6 +448,12 @@ def generate_split(root: Path, split: str, num_images: int, size: int, seed: int
                  {"info": info, "images": images, "annotations": persons, "categories": [person_cat]})
     _atomic_json(ann_dir / f"stuff_{split}.json",
                  {"info": info, "images": images, "annotations": stuff, "categories": STUFF_CATEGORIES})
+    if recipe.ball_subtypes:
+        fine_categories = [c for c in THING_CATEGORIES if c["id"] != BALL] + BALL_SUBTYPES
+        _atomic_json(ann_dir / f"instances_fine_{split}.json",
+                     {"info": info, "images": images, "annotations": fine, "categories": fine_categories})
+        coarse = {str(c["id"]): c["id"] for c in THING_CATEGORIES if c["id"] != BALL}
+        _atomic_json(ann_dir / "fine_to_coarse.json", coarse | {str(c["id"]): BALL for c in BALL_SUBTYPES})
 
 
 def generate_dataset(root: str | Path, num_train: int, num_val: int, size: int = 256, seed: int = 0,

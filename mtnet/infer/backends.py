@@ -39,7 +39,8 @@ class OnnxBackend:
         self.meta = DatasetMeta.from_dict(doc["meta"])
         self.tasks = list(doc["tasks"])
         self.input_name = self.session.get_inputs()[0].name
-        self.batch = int(self.session.get_inputs()[0].shape[0])
+        dim = self.session.get_inputs()[0].shape[0]
+        self.batch = dim if isinstance(dim, int) and dim > 0 else None  # None: a dynamic batch axis
         self.names = [o.name for o in self.session.get_outputs()]
 
     def _one(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -47,7 +48,7 @@ class OnnxBackend:
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(normalize_nhwc(images).transpose(0, 3, 1, 2))
-        return _in_batches(self._one, x, self.batch)
+        return _in_batches(self._one, x, self.batch or len(x))
 
 
 class LiteRTBackend:
