@@ -99,8 +99,7 @@ def export_classifier(checkpoint: str | Path, out_root: str | Path = "exports", 
             probe_nchw = np.ascontiguousarray(normalize_nhwc(probe).transpose(0, 3, 1, 2))
             for precision, variant, filename in (("fp32", "float32", "model_float32.tflite"), ("int8", "int8", "model_int8.tflite")):
                 if precision in precisions:
-                    io = finalize_tflite(conv.files[variant], stage / filename, fixed, probe_nchw,
-                                         doc | {"outputs": [{"name": "probs"}]})
+                    io = finalize_tflite(conv.files[variant], stage / filename, fixed, probe_nchw, doc)
                     row = _row(LiteRTClassifier(stage / filename), stage / filename, "tflite", precision, crops["val"],
                                reference, probe, bench_runs)
                     row["input"] = io["inputs"][0]["dtype"]

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_classifier_exports_onnx_and_tflite_with_a_report(cascade_run, tmp_path):
     from mtnet.export.classifier import export_classifier
+    from mtnet.export.tflite_metadata import read_associated_files, read_metadata
 
     from mtnet.cascade.backends import LiteRTClassifier, load_classifier
     from mtnet.cascade.predictor import Cascade
@@ -28,6 +29,10 @@ def test_classifier_exports_onnx_and_tflite_with_a_report(cascade_run, tmp_path)
     assert rows[("tflite", "int8")]["agreement_with_torch"] >= 0.9  # full-int8 PTQ of a barely trained model
     assert rows[("tflite", "int8")]["size_kb"] < 0.6 * rows[("tflite", "fp32")]["size_kb"]
     assert "| model_int8.tflite | tflite | int8 |" in (out / "report.md").read_text()
+    meta = read_metadata(out / "model_float32.tflite")  # standard TFLite metadata, labels as an associated file
+    assert meta.name.decode().startswith("mtnet crop classifier")
+    labels = read_associated_files(out / "model_float32.tflite")["classes.txt"].decode().splitlines()
+    assert labels == report["classes"]
     int8 = load_classifier(out / "model_int8.tflite")
     assert isinstance(int8, LiteRTClassifier) and int8.fine.split_coarse == [37]
     crops = np.random.default_rng(0).integers(0, 255, (3, int8.size, int8.size, 3), dtype=np.uint8)

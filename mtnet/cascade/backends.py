@@ -33,10 +33,24 @@ def load_classifier_model(path: str | Path) -> tuple[CropClassifier, dict[str, A
 
 
 def classifier_doc(state: dict[str, Any]) -> dict[str, Any]:
-    """The ``model.json`` document of an exported classifier."""
+    """The ``model.json`` document of an exported classifier: our backends read ``classes`` / ``fine`` /
+    ``context``; the standard TFLite metadata is built from ``model_info``, ``input`` and ``outputs`` as for
+    the multi-task model."""
+    from .. import __version__
+    from ..data.preprocess import MEAN, STD
+
     fine = FineLabels.from_dict(state["fine"])
-    return {"kind": "crop_classifier", "input": {"imgsz": state["arch"]["input_size"], "layout": "NCHW float",
-                                                  "mean_std": "imagenet"},
+    size = state["arch"]["input_size"]
+    return {"kind": "crop_classifier", "tasks": ["crop_classifier"],
+            "model_info": {"name": f"mtnet crop classifier {size}px", "version": f"mtnet {__version__}",
+                           "author": "mtnet", "license": "Apache-2.0"},
+            "input": {"name": "images", "imgsz": size, "layout": "NCHW float", "mean_std": "imagenet",
+                      "mean": list(MEAN), "std": list(STD),
+                      "preprocess": f"crop the box grown by the context factor, resize to {size}x{size}; "
+                                    "x = (pixel / 255 - mean) / std"},
+            "outputs": [{"name": OUTPUT_NAME, "axes": "N,C", "labels": "classes", "labels_kind": "axis",
+                         "meaning": "softmax probabilities over the fine classes (labels: classes)"}],
+            "postprocess": "argmax over C gives the fine label of the crop",
             "output": OUTPUT_NAME, "classes": fine.classifier_names, "fine": state["fine"], "context": state["context"],
             "arch": state["arch"], "config": state["config"]}
 
