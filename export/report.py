@@ -96,10 +96,11 @@ def _int8_points_lines(report: dict[str, Any]) -> list[str]:
         keys = sorted({k for r in sens["branches"].values() for k in r["drop_vs_fp32"]["points"]})
         lines += ["", f"**int8 sensitivity per branch** (only that branch int8, the rest float32; points lost vs "
                   f"model_float32.tflite, positive = worse; budget {sens['budget']}):", "",
-                  "| int8 branch | " + " | ".join(keys) + " | within budget |", "|---|" + "---|" * (len(keys) + 1)]
+                  "| int8 branch | int8 convs | " + " | ".join(keys) + " | within budget |",
+                  "|---|---|" + "---|" * (len(keys) + 1)]
         for b, r in sens["branches"].items():
             pts = r["drop_vs_fp32"]["points"]
-            lines.append(f"| {b} | " + " | ".join(f"{pts[k]:+.2f}" if k in pts else "–" for k in keys)
+            lines.append(f"| {b} | {r['int8_convs']} of {r['convs']} | " + " | ".join(f"{pts[k]:+.2f}" if k in pts else "–" for k in keys)
                          + f" | {'yes' if r['drop_vs_fp32']['passed'] else 'NO'} |")
         lines += ["", sens["advice"]]
     floats = (report.get("calibration") or {}).get("float_branches")

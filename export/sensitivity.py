@@ -31,6 +31,16 @@ def int8_scales(path: str | Path) -> dict[str, float]:
             if d["dtype"] == np.int8 and d["quantization"][0]}
 
 
+def int8_convs(path: str | Path) -> tuple[int, int]:
+    """(convolutions running in int8, all convolutions) of a .tflite."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    convs = [op for op in interp._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    return sum(dtypes[op["inputs"][0]] == np.int8 for op in convs), len(convs)
+
+
 def points_summary(points: dict[str, Any], int8_file: str | Path, qat_section: dict | None) -> dict[str, Any]:
     """``calibration`` fields for report.json: binding counts, the sensitivity files and, for QAT, how many int8
     tensors of the shipped file carry a QAT range. A QAT export whose file carries none raises (no PTQ fallback)."""
@@ -69,7 +79,9 @@ def measure_sensitivity(files: dict[str, str], fp32_metrics: dict, onnx_path: Pa
         dst = scratch / f"int8_only_{branch}.tflite"
         finalize_tflite(src, dst, onnx_path, probe, doc)
         metrics = evaluate(load_backend(dst))
-        branches[branch] = {"metrics": metrics, "drop_vs_fp32": accuracy_drop(fp32_metrics, metrics)}
+        int8, total = int8_convs(dst)
+        branches[branch] = {"metrics": metrics, "drop_vs_fp32": accuracy_drop(fp32_metrics, metrics),
+                            "int8_convs": int8, "convs": total}
     over = sorted((b for b, r in branches.items() if not r["drop_vs_fp32"]["passed"]),
                   key=lambda b: -max(branches[b]["drop_vs_fp32"]["points"].values(), default=0.0))
     if over:
