@@ -113,14 +113,17 @@ def phone_records(path: Path | None) -> dict[str, list[dict]]:
 
 
 def measure(args: argparse.Namespace) -> dict:
+    from mtnet.calibration import accuracy_drop
+
     from mtnet.bench.host import host_device_facts
     from mtnet.bench.schema import sha256_file
-    from mtnet.calibration import accuracy_drop
 
     ckpt = Path(args.checkpoint)
     work = Path(args.work) / args.name
     ptq = export(ckpt, work, "ptq", ["--precision", "fp32,fp16,dynamic,int8", "--int8-sensitivity",
-                                     "--calib-images", str(args.calib_images)], args.imgsz, args.reuse)
+                                     "--calib-images", str(args.calib_images),
+                                     *(["--int8-float", args.ptq_float] if args.ptq_float else [])],
+                 args.imgsz, args.reuse)
     qat_ckpt = work / "qat.pt"
     qat_s = None
     if not (args.reuse and qat_ckpt.is_file()):
@@ -208,6 +211,7 @@ def main() -> int:
     p.add_argument("--qat-epochs", type=int, default=3)
     p.add_argument("--qat-lr", type=float, default=1e-4)
     p.add_argument("--calib-images", type=int, default=200)
+    p.add_argument("--ptq-float", default="", help="branches the PTQ int8 row keeps float32 (export --int8-float)")
     p.add_argument("--runs", type=int, default=30, help="interleaved timing rounds per thread count")
     p.add_argument("--phone", type=Path, default=None, help="mtnet bench-android results JSON of the same files")
     p.add_argument("--work", default=str(ROOT / "exports" / "quantization"))

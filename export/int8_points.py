@@ -93,7 +93,7 @@ def apply_qat_ranges(calibrated: bytes, bound: dict[str, str], ranges: dict[str,
         t = index[name]
         if t.quantization is None:
             t.quantization = schema.QuantizationParametersT()
-        old = (list(t.quantization.min or []), list(t.quantization.max or []))
+        old = [[] if v is None else list(v) for v in (t.quantization.min, t.quantization.max)]
         t.quantization.min, t.quantization.max = [float(lo)], [float(hi)]
         applied.append({"point": point, "tensor": name, "qat_range": [lo, hi],
                         "calibration_range": [float(old[0][0]), float(old[1][0])] if old[0] and old[1] else None})

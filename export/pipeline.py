@@ -236,8 +236,8 @@ def _int8_points(model, checkpoint: str, opts: ExportOptions, probe_images: np.n
             q.method == "qat" or q.sensitivity or q.float_branches):
         return None
     import torch
-
     from mtnet.calibration.qat import capture_points, load_qat_section
+
     from mtnet.data.preprocess import normalize_nhwc
 
     from .int8_points import save_points

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mtnet.calibration import accuracy_drop
 from mtnet.calibration.drop import DEFAULT_BUDGET
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from mtnet.calibration.qat import ROUTE, activation_qparams, fold_batchnorm, load_qat_section, prepare_qat
+
 from mtnet.checkpoint_io import load_model_from_checkpoint
 from mtnet.cli import main
 
@@ -71,12 +71,14 @@ def test_qat_ranges_land_in_the_int8_tflite(qat_export):
     tensors = cal["qat"]["tensors"]
     assert len(tensors) == cal["qat"]["ranges_in_artifact"] >= 0.6 * len(ranges)  # pose head kept float here
     scales = int8_scales(folder / "model_int8.tflite")
-    differs = 0
+    calibrated = differs = 0
     for t in tensors:
         want = expected_scale(*ranges[t["point"]])  # from the checkpoint itself, not from the report
         assert scales[t["tensor"]] == pytest.approx(want, rel=1e-4), t["point"]
-        differs += abs(expected_scale(*t["calibration_range"]) - want) > 1e-3 * want
-    assert differs >= 0.5 * len(tensors)  # PTQ would have given other scales
+        if t["calibration_range"]:
+            calibrated += 1
+            differs += abs(expected_scale(*t["calibration_range"]) - want) > 1e-3 * want
+    assert calibrated >= 0.9 * len(tensors) and differs >= 0.5 * calibrated  # PTQ would have given other scales
     arts = {a["file"]: a for a in report["artifacts"]}
     int8 = arts["model_int8.tflite"]
     for key in ("bbox_AP50", "kpt_AP50", "mIoU"):
