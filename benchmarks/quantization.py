@@ -8,7 +8,8 @@ Rows: fp32, fp16, dynamic range, full-int8 PTQ, QAT int8. Columns: every task me
 evaluator on the checkpoint's val split (the same evaluator and decoder for each file), drop vs fp32, size and
 size decrease, host latency with 1 and 2 threads (LiteRT + XNNPACK, the files timed interleaved round by
 round, medians), and the LiteRT interpreter's memory, each file in a fresh process (RSS added by loading,
-allocating and invoking it; the process peak beside it). Latency and memory fields carry
+allocating and invoking it, and the peak RSS it adds: ``VmHWM`` reset after the imports; ``peak_mem_mb`` is the
+whole process's peak, as ``benchmark_model`` reports it). Latency and memory fields carry
 ``mtnet.bench.schema.BenchRecord``'s names (``median_ms``, ``peak_mem_mb``, ``mem_footprint_mb``,
 ``model_size_mb``, ``model_sha256``), so ``mtnet bench-android`` records of the same files join by SHA-256
 into the phone columns (``--phone``).
@@ -45,19 +46,20 @@ ROWS = (  # label, export, file
 PTQ_BUDGET, QAT_BUDGET = 1.0, 0.3
 
 _MEMORY_CHILD = """
-import json, resource, sys, numpy as np
+import json, sys
 from mtnet.bench.host import open_interpreter, feed_random_inputs
-def rss():
-    return int(open('/proc/self/statm').read().split()[1]) * 4096 / 1e6
-base, base_peak = rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+def status(key):
+    line = next(ln for ln in open('/proc/self/status') if ln.startswith(key + ':'))
+    return int(line.split()[1]) / 1e3
+open('/proc/self/clear_refs', 'w').write('5')  # reset the peak RSS (VmHWM) after the imports
+base = status('VmRSS')
 interp = open_interpreter(sys.argv[1], int(sys.argv[2]))
 feed_random_inputs(interp)
 for _ in range(3):
     interp.invoke()
-print(json.dumps({"mem_footprint_mb": rss() - base, "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
-                  "baseline_rss_mb": base, "baseline_peak_mb": base_peak}))
+print(json.dumps({"mem_footprint_mb": status('VmRSS') - base, "interpreter_peak_mb": status('VmHWM') - base,
+                  "peak_mem_mb": status('VmHWM'), "baseline_rss_mb": base}))
 """
-
 
 def _run(cmd: list[str]) -> None:
     print("$", " ".join(cmd), flush=True)
@@ -186,7 +188,7 @@ def table(doc: dict) -> str:
     """One model's comparison table (Markdown)."""
     keys = [k for k in ("bbox_AP50", "kpt_AP50", "mIoU", "mask_AP50") if any(k in r["metrics"] for r in doc["rows"])]
     head = ("| variant | " + " | ".join(keys) + " | drop (points) | size MB | size − % | host ms 1T | host ms 2T "
-            "| interpreter MB (peak) | phone ms |")
+            "| interpreter peak MB | phone ms 1T |")
     lines = [f"**{doc['name']}**: width {doc['width']}, {doc['params'] / 1e6:.2f} M parameters, {doc['imgsz']} px "
              f"(trained at {doc['train_imgsz']}), {doc['val_split']}; QAT {doc['qat']['epochs']} epochs "
              f"({doc['qat']['ranges_in_artifact']} of {doc['qat']['points']} activation ranges in the int8 file); "
@@ -199,7 +201,7 @@ def table(doc: dict) -> str:
         lines.append(f"| {r['variant']} | " + " | ".join(_fmt(r["metrics"].get(k)) for k in keys)
                      + f" | {drop} | {r['model_size_mb']:.2f} | {r['size_decrease_pct']:.0f} | "
                      f"{r['host']['1']['median_ms']:.1f} | {r['host']['2']['median_ms']:.1f} | "
-                     f"{r['mem_footprint_mb']:.1f} ({r['peak_mem_mb']:.0f}) | {phone} |")
+                     f"{r['interpreter_peak_mb']:.1f} | {phone} |")
     return "\n".join(lines) + "\n"
 
 
