@@ -202,6 +202,11 @@ def table(doc: dict) -> str:
                      + f" | {drop} | {r['model_size_mb']:.2f} | {r['size_decrease_pct']:.0f} | "
                      f"{r['host']['1']['median_ms']:.1f} | {r['host']['2']['median_ms']:.1f} | "
                      f"{r['interpreter_peak_mb']:.1f} | {phone} |")
+    own = doc["qat"]["qat_fp32_metrics"]
+    qat_row = next(r for r in doc["rows"] if r["export"] == "qat")
+    lines += ["", f"QAT checkpoint's own fp32 file: " + " / ".join(_fmt(own.get(k)) for k in keys)
+              + "; QAT int8 against it: " + " / ".join(f"{100 * (own[k] - qat_row['metrics'][k]):+.2f}" for k in keys)
+              + f" points (QAT lr {doc['qat']['lr']:g}, {doc['qat']['wall_s'] or '–'} s)."]
     return "\n".join(lines) + "\n"
 
 
