@@ -127,12 +127,12 @@ def measure(args: argparse.Namespace) -> dict:
                                      *(["--int8-float", args.ptq_float] if args.ptq_float else [])],
                  args.imgsz, args.reuse)
     qat_ckpt = work / "qat.pt"
-    qat_s = None
     if not (args.reuse and qat_ckpt.is_file()):
-        start = time.perf_counter()
         _run([sys.executable, "-m", "mtnet", "qat", str(ckpt), "--epochs", str(args.qat_epochs), "--lr", str(args.qat_lr),
               "--out", str(qat_ckpt), "--no-progress"])
-        qat_s = round(time.perf_counter() - start, 1)
+    from mtnet.calibration.qat import load_qat_section
+
+    section = load_qat_section(qat_ckpt)
     qat = export(qat_ckpt, work, "qat", ["--precision", "fp32,int8", "--quant", "qat",
                                         "--calib-images", str(args.calib_images)], args.imgsz, args.reuse)
     reports = {"ptq": ptq, "qat": qat}
@@ -161,7 +161,7 @@ def measure(args: argparse.Namespace) -> dict:
         "name": args.name, "checkpoint": str(ckpt), "imgsz": ptq["model"]["imgsz"],
         "train_imgsz": ptq["model"]["train_imgsz"], "width": ptq["model"]["width"], "params": ptq["model"]["params"],
         "val_split": ptq["model"]["val_split"], "pytorch_metrics": ptq["model"]["pytorch_metrics"],
-        "qat": {**qat["calibration"]["qat"], "tensors": None, "lr": args.qat_lr, "wall_s": qat_s,
+        "qat": {**qat["calibration"]["qat"], "tensors": None, "lr": section["lr"], "wall_s": section["train_s"],
                 "qat_fp32_metrics": next(a["metrics"] for a in qat["artifacts"] if a["file"] == "model_float32.tflite")},
         "int8_sensitivity": ptq.get("int8_sensitivity"), "rows": rows,
         "latency_note": f"LiteRT {args.runs} interleaved rounds per thread count on a shared 2-core VM: compare "
@@ -204,7 +204,7 @@ def table(doc: dict) -> str:
                      f"{r['interpreter_peak_mb']:.1f} | {phone} |")
     own = doc["qat"]["qat_fp32_metrics"]
     qat_row = next(r for r in doc["rows"] if r["export"] == "qat")
-    lines += ["", f"QAT checkpoint's own fp32 file: " + " / ".join(_fmt(own.get(k)) for k in keys)
+    lines += ["", "QAT checkpoint's own fp32 file: " + " / ".join(_fmt(own.get(k)) for k in keys)
               + "; QAT int8 against it: " + " / ".join(f"{100 * (own[k] - qat_row['metrics'][k]):+.2f}" for k in keys)
               + f" points (QAT lr {doc['qat']['lr']:g}, {doc['qat']['wall_s'] or '–'} s)."]
     return "\n".join(lines) + "\n"
