@@ -203,12 +203,14 @@ def _keep_bn_frozen(model: nn.Module) -> None:
 
 
 def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr: float = 1e-4,
-                 calib_batches: int = 8, data_root: str | None = None, progress: bool = True) -> dict[str, Any]:
+                 calib_batches: int = 8, ema: bool = False, data_root: str | None = None,
+                 progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` with fake quantisation for ``epochs`` and write the QAT checkpoint to ``out``.
 
     The written checkpoint loads like any other (same architecture; BN is the identity plus a bias, weights on
     their int8 grid) and adds a ``qat`` section: scheme, learned activation ranges, epochs, route.
-    Returns that section.
+    ``ema``: bake the moving average of the float weights (the checkpoint's ``train.ema_decay`` / ``ema_tau``)
+    instead of the last step's, as a float ``best.pt`` holds EMA weights. Returns that section.
     """
     from tqdm import tqdm
 
@@ -253,6 +255,7 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
             model(normalize(batch["images"]))
     qat.set_mode(observe=True, quantize=True)
     steps = epochs * math.ceil(len(dataset) / bs)
+    averaged = {n: p.detach().clone() for n, p in model.named_parameters()} if ema else None
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     losses = []
     bar = tqdm(total=steps, desc="qat", disable=not progress)
@@ -268,14 +271,23 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
             nn.utils.clip_grad_norm_(params, cfg.train.grad_clip or 10.0)
             optimizer.step()
             scheduler.step()
+            if averaged is not None:
+                d = cfg.train.ema_decay * (1 - math.exp(-(len(losses) + 1) / max(cfg.train.ema_tau, 1.0)))
+                with torch.no_grad():
+                    for n, p in model.named_parameters():
+                        averaged[n].lerp_(p.detach(), 1 - d)
             losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
     model.eval()
+    if averaged is not None:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(averaged[n])
     section = {"scheme": {"weights": "int8 per output channel, symmetric, [-127, 127], BN folded",
                           "activations": "int8 per tensor, asymmetric, [-128, 127], moving-average min/max"},
-               "ranges": qat.ranges(), "epochs": epochs, "lr": lr, "steps": steps, "source": str(checkpoint),
+               "ranges": qat.ranges(), "epochs": epochs, "lr": lr, "ema": ema, "steps": steps, "source": str(checkpoint),
                "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])), "train_s": round(time.perf_counter() - start, 1),
                "route": ROUTE}
     baked = qat.bake()
