@@ -121,3 +121,14 @@ def test_qat_rejects_bad_epochs_and_a_qat_checkpoint(tiny_run, tmp_path, capsys)
     assert main(["qat", str(tiny_run / "best.pt"), "--epochs", "0", "--out", str(tmp_path / "q.pt")]) == 2
     assert "at least 1" in capsys.readouterr().err
     np.testing.assert_equal((tmp_path / "q.pt").exists(), False)
+
+
+def test_qat_ema_bakes_averaged_weights_on_the_grid(tiny_run, tmp_path):
+    from mtnet.calibration.qat import qat_finetune
+
+    section = qat_finetune(tiny_run / "best.pt", tmp_path / "ema.pt", epochs=1, ema=True, progress=False)
+    assert section["ema"] and load_qat_section(tmp_path / "ema.pt")["ranges"] == section["ranges"]
+    model, _ = load_model_from_checkpoint(tmp_path / "ema.pt")
+    w = model.backbone.features[0][0].weight.detach()
+    q = w / (w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127)
+    assert torch.allclose(q, q.round(), atol=1e-3)
