@@ -206,7 +206,8 @@ def table(doc: dict) -> str:
     qat_row = next(r for r in doc["rows"] if r["export"] == "qat")
     lines += ["", "QAT checkpoint's own fp32 file: " + " / ".join(_fmt(own.get(k)) for k in keys)
               + "; QAT int8 against it: " + " / ".join(f"{100 * (own[k] - qat_row['metrics'][k]):+.2f}" for k in keys)
-              + f" points (QAT lr {doc['qat']['lr']:g}, {doc['qat']['wall_s'] or '–'} s)."]
+              + f" points (QAT lr {doc['qat']['lr']:g}{', weight EMA' if doc['qat'].get('ema') else ''}, "
+              f"{doc['qat']['wall_s'] or '–'} s)."]
     return "\n".join(lines) + "\n"
 
 
