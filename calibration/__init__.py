@@ -1,4 +1,4 @@
-"""Post-training quantization inputs and checks: representative-set selection, PTQ options, accuracy drop."""
+"""int8 quantization inputs and checks: representative-set selection, PTQ options, accuracy drop; QAT in .qat."""
 
 from .config import QuantConfig
 from .drop import accuracy_drop

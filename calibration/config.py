@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mtnet.errors import UserError
 
-METHODS = ("full-int8", "dynamic-range")
+METHODS = ("full-int8", "dynamic-range", "qat")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,12 @@ class QuantConfig:
       float32 input with a quantize op inside the graph; outputs stay float32 either way (boxes and keypoints
       come out of the float decode tail in pixels; see ``export.tflite``). Float I/O keeps the app side simple.
     * ``quant_type``: ``per-channel`` weights (accurate for depthwise convs) or ``per-tensor``.
+    * ``method="qat"``: the checkpoint comes from ``mtnet qat`` (``calibration.qat``); its learned activation
+      ranges replace the calibrated ones wherever a PyTorch point binds to a TFLite tensor, and its weights are
+      already on the int8 grid. A checkpoint without QAT ranges is refused (never a silent PTQ).
+    * ``sensitivity``: also quantize one branch at a time (backbone, neck, each task head), the rest float, and
+      report each task's drop (``export.int8_points``).
+    * ``float_branches``: branches kept float32 in the shipped int8 model (when one must, to meet the budget).
     """
 
     method: str = "full-int8"
@@ -29,6 +35,8 @@ class QuantConfig:
     int8_io: bool = False
     quant_type: str = "per-channel"
     seed: int = 0
+    sensitivity: bool = False
+    float_branches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -26,7 +26,7 @@ from .metadata import DEFAULT_AUTHOR, DEFAULT_LICENSE
 from .nms import NMSOptions
 
 FORMATS = ("onnx", "tflite", "coreml")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic")  # dynamic: int8 weights, float activations (onnx2tf)
 # fp32/fp16 parity gates of the acceptance criteria (decoded outputs, real val images, vs PyTorch fp32). fp32:
 # each output within 16 float32 spacings at its largest |value|, or 1e-6 relative (export.parity.ulp_gate):
 # PyTorch fp32 is itself ~10 ulp from the model in float64 on a trained model's boxes
@@ -182,7 +182,9 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
     calib_info = None
     if "tflite" in opts.formats:
         bar.set_description("export: tflite (onnx2tf)")
-        tfl, calib_info = _export_tflite(onnx_path, imgsz, opts, cfg, model.meta, out, scratch, doc, probe_images)
+        points = _int8_points(model, source, opts, probe_images, scratch)
+        tfl, calib_info = _export_tflite(onnx_path, imgsz, opts, cfg, model.meta, out, scratch, doc, probe_images,
+                                         points)
         artifacts += tfl
         bar.update()
     if opts.mediapipe is not None:
@@ -216,8 +218,14 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
         _check(art, out / art.file, reference, probe_images, val, opts, exact, torch_fp32_vs_fp64)
     fp32 = next((a for a in artifacts if a.format == "tflite" and a.precision == "fp32"), None)
     for art in artifacts:
-        if art.format == "tflite" and art.precision == "int8" and art.metrics and fp32 and fp32.metrics:
+        if art.format == "tflite" and art.precision in ("int8", "dynamic") and art.metrics and fp32 and fp32.metrics:
             art.metrics["drop_vs_fp32"] = accuracy_drop(fp32.metrics, art.metrics)
+    sensitivity = None
+    if calib_info and calib_info.get("sensitivity_files") and opts.evaluate and fp32 and fp32.metrics:
+        from .sensitivity import measure_sensitivity
+
+        sensitivity = measure_sensitivity(calib_info.pop("sensitivity_files"), fp32.metrics, onnx_path, doc, val,
+                                          probe_images, scratch, lambda b: _evaluate(b, val, opts))
     bar.update()
     write_model_json(out / MODEL_JSON, doc)
     return {
@@ -229,6 +237,7 @@ def _run(model, cfg, imgsz: int, source: str, opts: ExportOptions, val, out: Pat
                   "pytorch_metrics": torch_metrics, "nms": doc.get("nms"),
                   "pytorch_fp32_vs_float64": torch_fp32_vs_fp64, "parity_images": len(probe_images)},
         "calibration": calib_info,
+        "int8_sensitivity": sensitivity,
         "artifacts": [a.__dict__ for a in artifacts],
     }
 
@@ -239,8 +248,35 @@ def _val_images(val, imgsz: int, num: int) -> np.ndarray:
     return np.stack([letterbox(val.load(i).image, imgsz)[0] for i in range(min(num, len(val)))])
 
 
+def _int8_points(model, checkpoint: str, opts: ExportOptions, probe_images: np.ndarray, scratch: Path) -> dict | None:
+    """The quantizer's ``points`` arguments (QAT ranges, sensitivity, float branches), or None for plain PTQ."""
+    q = opts.quant
+    if "int8" not in opts.precisions or q.method == "dynamic-range" or not (
+            q.method == "qat" or q.sensitivity or q.float_branches):
+        return None
+    import torch
+    from mtnet.calibration.qat import capture_points, load_qat_section
+
+    from mtnet.data.preprocess import normalize_nhwc
+
+    from .int8_points import save_points
+
+    known = ("backbone", "neck", *model.tasks)
+    bad = [b for b in q.float_branches if b not in known]
+    if bad:
+        raise UserError(f"--int8-float: unknown branch(es) {bad}: choose from {', '.join(known)}")
+    section = load_qat_section(checkpoint) if q.method == "qat" else None
+    probe = normalize_nhwc(probe_images[:1]).astype(np.float32)
+    acts = capture_points(model.eval(), torch.from_numpy(np.ascontiguousarray(probe.transpose(0, 3, 1, 2))))
+    path = save_points(scratch / "points.npz", probe, {k: v.numpy() for k, v in acts.items()},
+                       section["ranges"] if section else None)
+    return {"points_npz": str(path), "qat": section is not None, "sensitivity": q.sensitivity,
+            "float_branches": list(q.float_branches), "qat_section": section}
+
+
 def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, out: Path,
-                   scratch: Path, doc: dict, probe_images: np.ndarray) -> tuple[list[Artifact], dict | None]:
+                   scratch: Path, doc: dict, probe_images: np.ndarray,
+                   points: dict | None = None) -> tuple[list[Artifact], dict | None]:
     from mtnet.data.build import describe_split, open_split
     from mtnet.data.preprocess import normalize_nhwc
 
@@ -249,20 +285,26 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
 
     q = opts.quant
     calib, calib_info = None, None
-    if "int8" in opts.precisions and q.method == "full-int8":
+    if "int8" in opts.precisions and q.method in ("full-int8", "qat"):
         train = open_split(cfg, "train", data_root=opts.data_root, meta=meta)
         cov = select_representative(train, min(q.num_images, len(train)), seed=q.seed, tasks=cfg.model.tasks)
         calib = calibration_images(train, cov.indices, imgsz)
         calib_info = {"method": q.method, "num_images": len(cov.indices),
                       "split": describe_split(cfg, "train", data_root=opts.data_root),
-                      "int8_io": q.int8_io, "quant_type": q.quant_type, "coverage": cov.__dict__}
+                      "int8_io": q.int8_io, "quant_type": q.quant_type, "coverage": cov.__dict__,
+                      **({"float_branches": list(q.float_branches)} if q.float_branches else {})}
     elif "int8" in opts.precisions:
         calib_info = {"method": q.method, "num_images": 0}
     # with --nms the float tail is everything after the last convs up to the NMS outputs (decode + NMS)
     tail = tuple(o["name"] for o in doc["outputs"] if o.get("float_tail"))
+    qat_section = (points or {}).pop("qat_section", None)
     conv = convert_onnx_to_tflite(onnx_path, scratch / "onnx2tf", calibration=calib, quant_type=q.quant_type,
-                                  float_tail=tail)
+                                  float_tail=tail, points=points)
     files = conv.files
+    if conv.points is not None:
+        from .sensitivity import points_summary
+
+        calib_info.update(points_summary(conv.points, files["int8"], qat_section))
     nms_note = None
     if opts.nms is not None:
         found = nms_ops(files["float32"])
@@ -278,8 +320,13 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
                    "calibrated the distances tensor with the range of its x stride product (3.2-stride steps, boxes "
                    "~50 px off); a few element-wise ops on [1, A, 4|51], builtin and GPU-delegate compatible"
                    + ("; with --nms the NMS tail (top-k, gathers, NMS) is float32 too" if opts.nms is not None else "")}
+    if q.float_branches and conv.points is not None:
+        doc["int8_float_layers"]["branches"] = {
+            "branches": list(q.float_branches), "ops": conv.points["float_branches"]["ops"],
+            "why": "kept float32 on request (--int8-float): report.json int8_sensitivity has each branch's int8 drop"}
     probe = np.ascontiguousarray(normalize_nhwc(probe_images[:1]).transpose(0, 3, 1, 2))
-    wanted = {"fp32": ("float32", "model_float32.tflite"), "fp16": ("float16", "model_float16.tflite")}
+    wanted = {"fp32": ("float32", "model_float32.tflite"), "fp16": ("float16", "model_float16.tflite"),
+              "dynamic": ("dynamic_range", "model_dynamic_range.tflite")}
     if "int8" in opts.precisions:
         variant = "dynamic_range" if q.method == "dynamic-range" else ("int8_io" if q.int8_io else "int8")
         wanted["int8"] = (variant, "model_int8.tflite")
@@ -301,6 +348,11 @@ def _export_tflite(onnx_path: Path, imgsz: int, opts: ExportOptions, cfg, meta, 
             art.notes.append(nms_note)
         if variant == "int8" and conv.float_nodes:
             art.notes.append("boxes/keypoints decode after the last conv runs in float32 (model.json int8_float_layers)")
+        if precision == "int8" and calib_info and calib_info.get("qat"):
+            qi = calib_info["qat"]
+            art.notes.append(f"quantisation-aware trained: {qi['ranges_set']} of {qi['points']} activation ranges from "
+                             f"the QAT run ({qi['ranges_in_artifact']} int8 tensors carry them), weights on the QAT int8 "
+                             f"grid, the rest calibrated; route: {qi['route']}")
         elif variant == "int8_io":
             art.notes.append("int8 input (model.json int8_input), float32 outputs: the boxes/keypoints decode after the "
                              "last conv runs in float32 (model.json int8_float_layers); int8 outputs are not offered "

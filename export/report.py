@@ -81,6 +81,34 @@ def _trained_at(model: dict[str, Any]) -> str:
     return "" if trained in (None, model["imgsz"]) else f" (**trained at {trained}x{trained}**: see Notes)"
 
 
+def _int8_points_lines(report: dict[str, Any]) -> list[str]:
+    """QAT provenance of the int8 file and the per-branch int8 sensitivity table."""
+    lines: list[str] = []
+    qat = (report.get("calibration") or {}).get("qat")
+    if qat:
+        lines += ["", f"**Quantisation-aware training** ({qat['epochs']} epochs from `{qat['source']}`; route: "
+                  f"{qat['route']}): {qat['ranges_set']} of {qat['points']} activation ranges set from the QAT run, "
+                  f"{qat['ranges_in_artifact']} int8 tensors of model_int8.tflite carry them (scale = (max - min) / 255); "
+                  "weights are on the QAT run's per-channel int8 grid; unbound tensors (reshapes, resizes, concats) "
+                  "are calibrated."]
+    sens = report.get("int8_sensitivity")
+    if sens:
+        keys = sorted({k for r in sens["branches"].values() for k in r["drop_vs_fp32"]["points"]})
+        lines += ["", f"**int8 sensitivity per branch** (only that branch int8, the rest float32; points lost vs "
+                  f"model_float32.tflite, positive = worse; budget {sens['budget']}):", "",
+                  "| int8 branch | int8 convs | " + " | ".join(keys) + " | within budget |",
+                  "|---|---|" + "---|" * (len(keys) + 1)]
+        for b, r in sens["branches"].items():
+            pts = r["drop_vs_fp32"]["points"]
+            lines.append(f"| {b} | {r['int8_convs']} of {r['convs']} | " + " | ".join(f"{pts[k]:+.2f}" if k in pts else "–" for k in keys)
+                         + f" | {'yes' if r['drop_vs_fp32']['passed'] else 'NO'} |")
+        lines += ["", sens["advice"]]
+    floats = (report.get("calibration") or {}).get("float_branches")
+    if floats:
+        lines += ["", f"Kept float32 in model_int8.tflite on request: {', '.join(floats)} (`--int8-float`)."]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["model"]
     lines = [f"# Export report: `{m['checkpoint']}`", "",
@@ -123,6 +151,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"covers tasks {sorted(cal['coverage']['tasks'])}; "
                      + "; ".join(f"{task} classes {sorted(names)}" for task, names in cal["coverage"]["classes"].items())
                      if "coverage" in cal else "")]
+    lines += _int8_points_lines(report)
     notes = report.get("notes", []) + sorted({f"{a['file']}: {n}" for a in report["artifacts"]
                                               for n in a.get("notes", [])})
     if notes:

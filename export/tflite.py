@@ -65,6 +65,7 @@ class TFLiteFiles:
     work_dir: Path
     float_nodes: list[str] = field(default_factory=list)  # op outputs kept float32 in the "int8" variant
     float_op_types: list[str] = field(default_factory=list)  # op types found only in the tail, kept float32
+    points: dict | None = None  # export.int8_points' record (binding, QAT ranges set, branches, sensitivity files)
 
 
 # onnx2tf 1.28.8 reads TopK's K (a 1-element 1-D constant, as ONNX requires) with ``int(ndarray)``, which
@@ -92,7 +93,7 @@ def _script(kwargs: dict) -> str:
 
 def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calibration: np.ndarray | None = None,
                            quant_type: str = "per-channel", float_tail: tuple[str, ...] = (),
-                           timeout_s: float = 1800) -> TFLiteFiles:
+                           points: dict | None = None, timeout_s: float = 1800) -> TFLiteFiles:
     """Run onnx2tf on ``onnx_path`` inside ``work_dir``; returns the variant files written there.
 
     ``calibration``: float32 NHWC images in [0, 1] (the representative set). Without it only float32,
@@ -100,6 +101,8 @@ def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calib
     for depthwise convs) or ``per-tensor``. ``float_tail``: ONNX outputs whose decode ops stay float32 in
     the ``int8`` (float I/O) and ``int8_io`` (int8 input, float outputs) variants, both quantized from
     onnx2tf's saved model (``quantize_with_float_tail``); empty: onnx2tf's own fully int8 PTQ files instead.
+    ``points``: ``quantize_with_float_tail``'s ``points_npz``, ``qat``, ``sensitivity``, ``float_branches``
+    (needs ``float_tail``); its ``<int8 file>.points.json`` lands in ``TFLiteFiles.points``.
     """
     if quant_type not in ("per-channel", "per-tensor"):
         raise ConversionError(f"quant_type must be 'per-channel' or 'per-tensor', got {quant_type!r}")
@@ -146,6 +149,8 @@ def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calib
     if calibration is None:
         return TFLiteFiles(files, work)
     if not float_tail:
+        if points:  # QAT ranges / sensitivity go through the float-tail quantizer only: never a silent PTQ
+            raise ConversionError("QAT ranges and int8 sensitivity need a model with a float decode tail (det or pose)")
         if "int8" not in files:
             raise ConversionError(f"onnx2tf wrote no integer-quantized model (log: {log})")
         return TFLiteFiles(files, work)
@@ -157,8 +162,9 @@ def convert_onnx_to_tflite(onnx_path: str | Path, work_dir: str | Path, *, calib
     files["int8"] = out / f"{stem}_int8_float_tail.tflite"
     files["int8_io"] = out / f"{stem}_int8_input_float_tail.tflite"
     _run_float_tail_quant(out, npy, nodes, op_types, per_tensor=quant_type == "per-tensor", dst=files["int8"],
-                          int8_input_dst=files["int8_io"], env=env, timeout_s=timeout_s)
-    return TFLiteFiles(files, work, nodes, op_types)
+                          int8_input_dst=files["int8_io"], env=env, timeout_s=timeout_s, points=points)
+    sidecar = Path(f"{files['int8']}.points.json")
+    return TFLiteFiles(files, work, nodes, op_types, json.loads(sidecar.read_text()) if points else None)
 
 
 def decode_tail_nodes(float_tflite: str | Path, outputs: list[str]) -> list[str]:
@@ -208,10 +214,11 @@ def tail_only_op_types(float_tflite: str | Path, outputs: list[str]) -> list[str
 
 def _run_float_tail_quant(saved_model: Path, calibration_npy: Path, nodes: list[str], op_types: list[str], *,
                           per_tensor: bool,
-                          dst: Path, int8_input_dst: Path, env: dict, timeout_s: float) -> Path:
+                          dst: Path, int8_input_dst: Path, env: dict, timeout_s: float, points: dict | None = None) -> Path:
     """``quantize_with_float_tail`` in a child process (TensorFlow's memory goes away with it)."""
     kwargs = {"saved_model": str(saved_model), "calibration_npy": str(calibration_npy), "nodes": nodes,
-              "op_types": op_types, "per_tensor": per_tensor, "dst": str(dst), "int8_input_dst": str(int8_input_dst)}
+              "op_types": op_types, "per_tensor": per_tensor, "dst": str(dst), "int8_input_dst": str(int8_input_dst),
+              **(points or {})}
     code = "import json, sys\nfrom mtnet.export.tflite import quantize_with_float_tail\nquantize_with_float_tail(**json.loads(sys.argv[1]))"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], env=env, capture_output=True, text=True,
                           timeout=timeout_s)
@@ -222,12 +229,19 @@ def _run_float_tail_quant(saved_model: Path, calibration_npy: Path, nodes: list[
 
 
 def quantize_with_float_tail(saved_model: str, calibration_npy: str, nodes: list[str], *, per_tensor: bool,
-                             dst: str, int8_input_dst: str | None = None, op_types: list[str] | None = None) -> None:
+                             dst: str, int8_input_dst: str | None = None, op_types: list[str] | None = None,
+                             points_npz: str | None = None, qat: bool = False, sensitivity: bool = False,
+                             float_branches: list[str] | None = None) -> None:
     """int8 PTQ (float32 I/O) of onnx2tf's saved model, same calibration images and MEAN/STD, ``nodes`` and
     every op of ``op_types`` float32, outputs without a final int8 round trip (``remove_float_requantization``).
 
     ``int8_input_dst``: also write the same model with an int8 input (its QUANTIZE op folded into the
     input tensor's quantization) and float32 outputs.
+
+    ``points_npz`` (``export.int8_points.save_points``): PyTorch activation points on a probe image, bound to
+    the calibrated model's tensors; with ``qat`` their QAT ranges replace the calibrated ones, with
+    ``sensitivity`` one model per branch (only it int8) is written next to ``dst``, and ``float_branches``
+    stay float32. What was done goes to ``<dst>.points.json``.
     """
     import tensorflow as tf
     from tensorflow.lite.python.util import modify_model_io_type
@@ -246,6 +260,15 @@ def quantize_with_float_tail(saved_model: str, calibration_npy: str, nodes: list
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, denylisted_ops=op_types or None)
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
                                                          debug_options=options)
+    if points_npz:  # QAT ranges, per-branch sensitivity, float branches: see export.int8_points
+        from .int8_points import apply_points
+
+        debugger.calibrated_model, extra = apply_points(debugger.calibrated_model, points_npz, dst, qat=qat,
+                                                        nodes=nodes, op_types=op_types or [], per_tensor=per_tensor,
+                                                        float_branches=float_branches or [], sensitivity=sensitivity)
+        if extra:
+            debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes + extra,
+                                                                             denylisted_ops=op_types or None)
     model, _ = remove_float_requantization(debugger.get_nondebug_quantized_model())
     Path(dst).write_bytes(model)
     if int8_input_dst:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mtnet.commands.evaluate", "evaluate a checkpoint or exported model on a COCO-format split"),
     "predict": ("mtnet.commands.predict", "run a model on images and draw the results"),
     "export": ("mtnet.commands.export", "export a checkpoint to ONNX / TFLite (fp32, fp16, int8) / CoreML, with checks"),
+    "qat": ("mtnet.commands.qat", "quantisation-aware fine-tuning of a checkpoint for int8 TFLite (export --quant qat)"),
     "bench": ("mtnet.commands.bench", "host latency of .tflite files with LiteRT (JSON/CSV + plots)"),
     "bench-android": ("mtnet.commands.bench_android", "profile .tflite files on Android phones over adb"),
     "data": ("mtnet.commands.data", "data set tools: `data check` lists every problem, `data stats` counts and plots"),

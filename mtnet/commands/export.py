@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="trained checkpoint (best.pt)")
     p.add_argument("--formats", type=_csv, default=("onnx", "tflite", "coreml"),
                    help="onnx,tflite,coreml; or triton alone (a detector -> classifier cascade, needs --classifier)")
-    p.add_argument("--precision", type=_csv, default=("fp32", "fp16", "int8"), help="fp32,fp16,int8")
+    p.add_argument("--precision", type=_csv, default=("fp32", "fp16", "int8"), help="fp32,fp16,int8 (and dynamic: int8 weights, float activations)")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
     p.add_argument("--seg-output", choices=("logits", "argmax"), default="logits")
     p.add_argument("--out", default="exports", help="parent folder; artifacts go to OUT/NAME/")
@@ -30,12 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", default="Apache-2.0", help="license of the weights, in model.json and the TFLite "
                    "metadata")
     q = p.add_argument_group("int8 quantization")
-    q.add_argument("--quant", choices=("full-int8", "dynamic-range"), default="full-int8",
-                   help="full-int8: calibrated PTQ of weights+activations; dynamic-range: int8 weights only")
+    q.add_argument("--quant", choices=("full-int8", "dynamic-range", "qat"), default="full-int8",
+                   help="full-int8: calibrated PTQ of weights+activations; dynamic-range: int8 weights only; "
+                        "qat: int8 with the ranges learned by `mtnet qat` (a QAT checkpoint)")
     q.add_argument("--calib-images", type=int, default=200, help="representative-set size")
     q.add_argument("--int8-io", action="store_true", help="int8 input tensor (scale/zero point in model.json); "
                    "outputs stay float32 (boxes/keypoints from the float decode tail). Default: float I/O")
     q.add_argument("--quant-type", choices=("per-channel", "per-tensor"), default="per-channel")
+    q.add_argument("--int8-sensitivity", action="store_true",
+                   help="also quantize one branch at a time (backbone, neck, each head), rest float; report each drop")
+    q.add_argument("--int8-float", type=_csv, default=(), metavar="BRANCHES",
+                   help="branches kept float32 in model_int8.tflite, e.g. pose (see the sensitivity report)")
     n = p.add_argument_group("in-graph NMS (ONNX / TFLite)")
     n.add_argument("--nms", action="store_true", help="put class-aware NMS in the graph (builtin TFLite "
                    "NON_MAX_SUPPRESSION_V4): outputs detections [1, max_det, 6] + num_detections")
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         formats=args.formats, precisions=args.precision, imgsz=args.imgsz, seg_output=args.seg_output,
         quant=QuantConfig(method=args.quant, num_images=args.calib_images, int8_io=args.int8_io,
-                          quant_type=args.quant_type),
+                          quant_type=args.quant_type, sensitivity=args.int8_sensitivity,
+                          float_branches=args.int8_float),
         data_root=args.data, parity_images=args.parity_images, evaluate=not args.no_eval,
         bench_threads=args.bench_threads, bench_runs=args.bench_runs, progress=not args.no_progress,
         nms=nms if args.nms else None,
