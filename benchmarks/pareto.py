@@ -1,7 +1,7 @@
 """Accuracy vs latency: width x input size x precision, every point trained on an equal budget and scored from
 its exported artifact.
 
-    python benchmarks/pareto.py [--widths 0.35,0.5,0.75,1.0] [--sizes 160,224,320] [--budget-min 2.5]
+    python benchmarks/pareto.py [--widths 0.35,0.5,0.75,1.0] [--sizes 160,224,320] [--budget-min 5]
                                 [--only w0.5_s224,...] [--force] [--android RESULTS.json ...]
                                 [--out benchmarks/results/pareto.json] [--png docs/pareto.png]
 
@@ -150,10 +150,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", default="0.35,0.5,0.75,1.0")
     p.add_argument("--sizes", default="160,224,320")
-    p.add_argument("--budget-min", type=float, default=2.5, help="training minutes per grid point (equal for all)")
+    p.add_argument("--budget-min", type=float, default=5.0, help="training minutes per grid point (equal for all)")
     p.add_argument("--only", default="", help="comma-separated grid keys, e.g. w0.5_s224 (default: the whole grid)")
     p.add_argument("--force", action="store_true", help="retrain and re-export points that already have a row")
     p.add_argument("--skip-train", action="store_true", help="only time and plot the rows already present")
+    p.add_argument("--no-report", action="store_true", help="train and export only (e.g. one of several workers)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--data", default="data/pareto", help="synthetic set (generated at --image-size if missing)")
     p.add_argument("--image-size", type=int, default=320, help="side of the generated images")
@@ -180,6 +181,8 @@ def main() -> None:
         write_json(row_file, row)
         print(f"{key}: {json.dumps({p: a['metrics'] for p, a in row['artifacts'].items()})}", flush=True)
     rows = {f.stem: json.loads(f.read_text()) for f in sorted(row_dir.glob("*.json"))}
+    if args.no_report:
+        return
     if not rows:
         sys.exit("no grid point finished yet")
     from mtnet.bench.host import host_device_facts
