@@ -17,8 +17,8 @@
   ``--rounds`` blocks of A B C D E), once per thread count; medians and ratios come from that one run.
 
 Targets (per thread count): default <= 0.25 x (YOLO11n + -seg + -pose) and <= 0.8 x YOLO11n; COCO recipe
-<= 1.0 x YOLO11n. ``--profile`` (automatic when a target is missed) adds an ONNX Runtime per-op-type profile
-of every model at one thread: which operators cost the time. Rows go to ``<out>`` and, in the ``mtnet bench``
+<= 1.0 x YOLO11n. ``--profile`` (automatic when a target is missed) adds an ONNX Runtime profile of every model at one
+thread, by operator type and by top-level module (mtnet's backbone / neck / det / pose / seg): what costs the time. Rows go to ``<out>`` and, in the ``mtnet bench``
 schema, ``<out stem>_records.json``.
 """
 
@@ -80,8 +80,9 @@ def export_mtnet(name: str, model: torch.nn.Module, imgsz: int, work: Path) -> t
     return target, onnx
 
 
-def onnx_op_profile(path: Path, threads: int = 1, runs: int = 30) -> dict[str, float]:
-    """ONNX Runtime's own profiler: mean ms per run spent in each operator type, largest first."""
+def onnx_profile(path: Path, threads: int = 1, runs: int = 30) -> dict[str, dict[str, float]]:
+    """ONNX Runtime's own profiler: mean ms per run by operator type and by top-level module (the first
+    component of the node name: mtnet's backbone / neck / det / pose / seg, YOLO's model.N), largest first."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -94,12 +95,20 @@ def onnx_op_profile(path: Path, threads: int = 1, runs: int = 30) -> dict[str, f
         for _ in range(5 + runs):
             sess.run(None, {inp.name: x.astype(np.float32)})
         events = json.loads(Path(sess.end_profiling()).read_text())
-    per_op: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    by_module: dict[str, float] = {}
     kernel = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     for e in kernel[len(kernel) * 5 // (5 + runs):]:  # drop the warm-up runs
-        op = e["args"]["op_name"]
-        per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1e3 / runs
-    return dict(sorted(((k, round(v, 3)) for k, v in per_op.items()), key=lambda kv: -kv[1]))
+        ms = e["dur"] / 1e3 / runs
+        parts = e["name"].removesuffix("_kernel_time").strip("/").split("/")
+        module = parts[0] if len(parts) > 1 else "(graph glue)"
+        by_op[e["args"]["op_name"]] = by_op.get(e["args"]["op_name"], 0.0) + ms
+        by_module[module] = by_module.get(module, 0.0) + ms
+
+    def ranked(d: dict[str, float]) -> dict[str, float]:
+        return dict(sorted(((k, round(v, 3)) for k, v in d.items()), key=lambda kv: -kv[1]))
+
+    return {"total_ms": round(sum(by_op.values()), 3), "by_op_type": ranked(by_op), "by_module": ranked(by_module)}
 
 
 def targets(ms: dict[str, float]) -> list[dict[str, Any]]:
@@ -155,10 +164,13 @@ def main() -> None:
     if args.profile or not all(c["met"] for cs in checks.values() for c in cs):
         for name in YOLO:
             onnx[name] = export_yolo(name, args.imgsz, args.work, fmt="onnx")
-        profile = {name: onnx_op_profile(path) for name, path in onnx.items()}
-        lines += ["", "ONNX Runtime per-op-type profile, 1 thread, mean ms per run (top 6):"]
-        lines += [f"- {name}: " + ", ".join(f"{op} {v:.2f}" for op, v in list(prof.items())[:6])
-                  for name, prof in profile.items()]
+        profile = {name: onnx_profile(path) for name, path in onnx.items()}
+        lines += ["", "ONNX Runtime profile, 1 thread, mean ms per run (largest first):"]
+        for name, prof in profile.items():
+            total = prof["total_ms"]
+            lines.append(f"- {name} ({total:.1f} ms): by module " + ", ".join(
+                f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in list(prof["by_module"].items())[:6])
+                + "; by op type " + ", ".join(f"{k} {v:.1f}" for k, v in list(prof["by_op_type"].items())[:4]))
     table = "\n".join(lines)
     print(table)
     write_results(records, args.out.parent, f"{args.out.stem}_records", {"command": "benchmarks/peers.py"})
