@@ -14,7 +14,7 @@ Merging happens on the raw deploy outputs, before decoding, so the task decoders
 - after NMS each kept box, and its keypoints, becomes the score-weighted mean of the union's candidates of
   its class that overlap it by more than the NMS IoU (merge-NMS, as in YOLOv5's ``merge``); its score stays
   the NMS winner's;
-- segmentation logits are brought to the base view's pixels, turned into probabilities and averaged.
+- segmentation logits are upsampled to the canvas, brought to the base view's pixels and averaged.
 
 Graphs exported with in-graph NMS, or with outputs this module does not know how to map, are refused
 (:class:`TTAError`): their per-anchor rows could not be merged.
@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 
 from ..data.preprocess import PAD_VALUE
-from ..decode import upsample_logits
 from ..errors import UserError
 from ..tasks import DecodeOptions
 
@@ -99,22 +98,24 @@ def unmap_keypoints(kpts: np.ndarray, view_w: int, fx: float, fy: float, mirror:
     return k.reshape(len(kpts), -1)
 
 
-def unmap_seg_probs(logits: np.ndarray, size: int, content: tuple[int, int], view: tuple[int, int],
-                    mirror: bool) -> np.ndarray:
-    """[C, h, w] logits of a view -> [C, nh, nw] class probabilities over the base view's content."""
-    up = upsample_logits(logits, size)
-    up = np.exp(up - up.max(0, keepdims=True))
-    probs = up / up.sum(0, keepdims=True)
+def _logits_hwc(logits: np.ndarray, size: int) -> np.ndarray:
+    """[C, h, w] logits -> [size, size, C], bilinear with half-pixel centres (as ``decode.upsample_logits``)."""
+    hwc = np.ascontiguousarray(np.asarray(logits, np.float32).transpose(1, 2, 0))
+    out = cv2.resize(hwc, (size, size), interpolation=cv2.INTER_LINEAR)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def unmap_seg_logits(logits: np.ndarray, size: int, content: tuple[int, int], view: tuple[int, int],
+                     mirror: bool) -> np.ndarray:
+    """[C, h, w] logits of a view -> [nh, nw, C] logits over the base view's content (or the part of it an
+    enlarged view still shows)."""
     vh, vw = min(view[0], size), min(view[1], size)
-    crop = probs[:, :vh, :vw]
+    crop = _logits_hwc(logits, size)[:vh, :vw]
     if mirror:
-        crop = crop[:, :, ::-1]
-    nh, nw = content
-    if view[0] > size or view[1] > size:  # enlarged view: only its visible part maps back
-        nh, nw = round(vh * content[0] / view[0]), round(vw * content[1] / view[1])
-    hwc = np.ascontiguousarray(crop.transpose(1, 2, 0))
-    out = cv2.resize(hwc, (nw, nh), interpolation=cv2.INTER_LINEAR) if (vh, vw) != (nh, nw) else hwc
-    return (out[..., None] if out.ndim == 2 else out).transpose(2, 0, 1)
+        crop = crop[:, ::-1]
+    nh, nw = round(vh * content[0] / view[0]), round(vw * content[1] / view[1])
+    out = cv2.resize(np.ascontiguousarray(crop), (nw, nh), interpolation=cv2.INTER_LINEAR) if (vh, vw) != (nh, nw) else crop
+    return out[..., None] if out.ndim == 2 else out
 
 
 def merge_views(outs: dict[str, np.ndarray], views: list[tuple[float, bool]], view_sizes: list[tuple[int, int]],
@@ -140,15 +141,12 @@ def merge_views(outs: dict[str, np.ndarray], views: list[tuple[float, bool]], vi
         if seg.ndim == 3:  # argmax graphs ([H, W] labels per view): nothing to average, keep the plain view
             merged["seg"] = seg[0]
         else:
-            probs = upsample_logits(seg[0], size)
-            probs = np.exp(probs - probs.max(0, keepdims=True))
-            probs /= probs.sum(0, keepdims=True)
-            acc, count = probs.copy(), np.ones((1, size, size), np.float32)
+            acc, count = _logits_hwc(seg[0], size), np.ones((size, size, 1), np.float32)
             for v in range(1, len(views)):
-                p = unmap_seg_probs(seg[v], size, content, view_sizes[v], views[v][1])
-                acc[:, : p.shape[1], : p.shape[2]] += p
-                count[:, : p.shape[1], : p.shape[2]] += 1
-            merged["seg"] = np.log(acc / count + 1e-12)
+                part = unmap_seg_logits(seg[v], size, content, view_sizes[v], views[v][1])
+                acc[: part.shape[0], : part.shape[1]] += part
+                count[: part.shape[0], : part.shape[1]] += 1
+            merged["seg"] = (acc / count).transpose(2, 0, 1)
     return merged
 
 
