@@ -111,10 +111,16 @@ def test_tta_refuses_outputs_it_cannot_map():
 
 
 @pytest.mark.slow
-def test_cli_eval_tta(tiny_run, tmp_path, capsys):
+def test_cli_eval_tta(tiny_run, tmp_path, monkeypatch):
+    """``mtnet eval --tta`` scores every task through the TTA path (counted, not replaced)."""
+    import mtnet.infer.predictor as predictor_module
+
+    calls = []
+    real = predictor_module.predict_tta
+    monkeypatch.setattr(predictor_module, "predict_tta", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
     plain, tta = tmp_path / "plain.json", tmp_path / "tta.json"
     assert cli_main(["eval", str(tiny_run / "best.pt"), "--json", str(plain), "--no-progress"]) == 0
+    assert not calls
     assert cli_main(["eval", str(tiny_run / "best.pt"), "--tta", "--json", str(tta), "--no-progress"]) == 0
-    a, b = json.loads(plain.read_text()), json.loads(tta.read_text())
-    assert {"bbox_AP", "kpt_AP", "mIoU"} <= set(b)
-    assert a["bbox_AP"] != b["bbox_AP"] or a["mIoU"] != b["mIoU"]
+    assert sum(calls) == json.loads(tta.read_text())["num_images"] == 6
+    assert {"bbox_AP", "kpt_AP", "mIoU"} <= set(json.loads(tta.read_text()))
