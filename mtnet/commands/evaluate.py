@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=NMS_IOU)
     p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: also a mirrored (keypoints swapped) and a 0.83x view, merged")
+                   help="test-time augmentation: also a mirrored (keypoints swapped) and a 1.2x view, merged")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--no-progress", action="store_true")
 

@@ -47,7 +47,7 @@ class TTAConfig:
     """The views: the image itself, its mirror (``flip``) and the image at each of ``scales``."""
 
     flip: bool = True
-    scales: tuple[float, ...] = (0.83,)  # YOLOv5's TTA scales are 0.83 and 0.67 (with a flip at 0.83)
+    scales: tuple[float, ...] = (1.2,)  # > 1 enlarges small objects (the overflow is cropped); see benchmarks/tta.py
 
     def views(self) -> list[tuple[float, bool]]:
         """(scale, mirrored) per view; the first is the plain image (its frame is the merge target)."""
