@@ -1,14 +1,16 @@
 """Accuracy vs latency: width x input size x precision, every point trained on an equal budget and scored from
 its exported artifact.
 
-    python benchmarks/pareto.py [--widths 0.35,0.5,0.75,1.0] [--sizes 160,224,320] [--budget-min 5]
+    python benchmarks/pareto.py [--widths 0.35,0.5,0.75,1.0] [--sizes 160,224,320] [--budget-min 5 | --epochs N]
                                 [--only w0.5_s224,...] [--force] [--android RESULTS.json ...]
                                 [--out benchmarks/results/pareto.json] [--png docs/pareto.png]
 
 Each grid point ``w<width>_s<size>`` is the quickstart recipe (``configs/quickstart.yaml``: three tasks,
 stride-8 heads) with ``model.width`` and ``data.imgsz`` changed, trained from scratch in its own process for
 ``--budget-min`` minutes (``train.time_budget_min``: the epoch count and LR schedule are refitted to the
-budget) on one synthetic set generated at 320 px, so every input size downsamples the same images. Then
+budget; on a machine shared with other work the epochs a point gets depend on that load, so ``--epochs N``
+gives every point N epochs instead) on one synthetic set generated at 320 px, so every input size downsamples
+the same images. Then
 ``mtnet.export`` writes fp32 and int8 (full-integer, calibrated on train images) TFLite files and scores every
 task of every file with the LiteRT backend on the val split (box AP, keypoint AP, mIoU): the accuracy plotted
 is the artifact's, not the PyTorch model's.
@@ -52,7 +54,8 @@ def train_point(width: float, size: int, args: argparse.Namespace) -> tuple[Path
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, "-m", "mtnet", "train", str(BASE_CONFIG), f"model.width={width}", f"data.imgsz={size}",
            f"data.root={args.data}", f"data.synthetic.image_size={args.image_size}",
-           f"train.time_budget_min={args.budget_min}", f"name={key}", f"output_dir={args.runs}", "--no-progress"]
+           *([f"train.epochs={args.epochs}"] if args.epochs else [f"train.time_budget_min={args.budget_min}"]),
+           f"name={key}", f"output_dir={args.runs}", "--no-progress"]
     print("+", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     run_dir = Path(args.runs) / key
@@ -75,7 +78,8 @@ def run_point(width: float, size: int, args: argparse.Namespace) -> dict:
     artifacts = {a["precision"]: {"file": str(Path(report["folder"]) / a["file"]), "size_mb": a["size_mb"],
                                   "metrics": {k: a["metrics"].get(k) for k in METRICS if k in a["metrics"]}}
                  for a in report["artifacts"]}
-    return {"key": key_of(width, size), "width": width, "imgsz": size, "budget_min": args.budget_min,
+    budget = {"epochs_budget": args.epochs} if args.epochs else {"budget_min": args.budget_min}
+    return {"key": key_of(width, size), "width": width, "imgsz": size, **budget,
             "epochs": trained["epochs"], "train_min": round(trained["train_s"] / 60, 2), "params": trained["params"],
             "pytorch_metrics": {k: trained.get(k) for k in METRICS}, "artifacts": artifacts,
             "wall_min": round((time.perf_counter() - start) / 60, 2)}
@@ -151,6 +155,8 @@ def main() -> None:
     p.add_argument("--widths", default="0.35,0.5,0.75,1.0")
     p.add_argument("--sizes", default="160,224,320")
     p.add_argument("--budget-min", type=float, default=5.0, help="training minutes per grid point (equal for all)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="> 0: an equal number of epochs per point instead of --budget-min (independent of other load)")
     p.add_argument("--only", default="", help="comma-separated grid keys, e.g. w0.5_s224 (default: the whole grid)")
     p.add_argument("--force", action="store_true", help="retrain and re-export points that already have a row")
     p.add_argument("--skip-train", action="store_true", help="only time and plot the rows already present")
@@ -195,7 +201,7 @@ def main() -> None:
     plot_pareto_panels(host + android_records(args.android, rows), args.png, PANELS)
     write_json(out, {"date": time.strftime("%Y-%m-%d"), "machine": host_device_facts(),
                      "host": f"{platform.machine()} {os.cpu_count()} cores", "budget_min": args.budget_min,
-                     "base_config": str(BASE_CONFIG.relative_to(ROOT)), "data": args.data,
+                     "epochs_budget": args.epochs, "base_config": str(BASE_CONFIG.relative_to(ROOT)), "data": args.data,
                      "latency": {"threads": 1, "runs": args.latency_runs, "rounds": args.latency_rounds,
                                  "median_ms": latency}, "rows": rows})
     print(table(rows, latency))
