@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,8 @@ class _Backbone(nn.Module):
         return tuple(self.backbone(x))
 
 
-def _tflite(model: nn.Module, imgsz: int, work: Path, *, quantize: bool) -> dict[str, Path]:
+def tflite_files(model: nn.Module, imgsz: int, work: Path, *, quantize: bool) -> dict[str, Path]:
+    """torch -> ONNX -> onnx2tf, as ``mtnet export`` converts; the variant files by name (float32, int8, ...)."""
     from mtnet.export.onnx import export_onnx
     from mtnet.export.tflite import convert_onnx_to_tflite
 
@@ -72,26 +72,10 @@ def _time(path: Path, threads: int, runs: int) -> float:
 
 
 def _interleaved_medians(paths: dict[str, Path], threads: int, runs: int, rounds: int) -> dict[str, float]:
-    """Median invoke ms of each model, timed in ``rounds`` interleaved blocks (A B C D A B C D ...), so a
-    load spike on this shared machine hits every model alike and the ratios stay comparable."""
-    from mtnet.bench.host import feed_random_inputs, open_interpreter
+    """Median invoke ms of each model, timed in ``rounds`` interleaved blocks (``mtnet.bench.interleave``)."""
+    from mtnet.bench.interleave import time_interleaved
 
-    interpreters = {}
-    for name, path in paths.items():
-        interp = open_interpreter(path, threads)
-        feed_random_inputs(interp)
-        for _ in range(5):  # warm-up
-            interp.invoke()
-        interpreters[name] = interp
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    per_round = max(1, runs // rounds)
-    for _ in range(rounds):
-        for name, interp in interpreters.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                interp.invoke()
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return {name: r.median_ms for name, r in time_interleaved(paths, threads=threads, runs=runs, rounds=rounds).items()}
 
 
 def main() -> None:
@@ -119,7 +103,7 @@ def main() -> None:
             for s in (int(x) for x in args.sizes.split(",")):
                 net = MultiTaskNet(meta, tasks=["det", "seg", "pose"], width=w, neck_channels=64,
                                    head_channels=args.head_channels, seg_channels=args.seg_channels).eval()
-                files = _tflite(net, s, Path(tmp) / f"w{w}_s{s}", quantize=True)
+                files = tflite_files(net, s, Path(tmp) / f"w{w}_s{s}", quantize=True)
                 for prec, variant in variants.items():
                     for t in threads:
                         ms = _time(files[variant], t, args.runs)
@@ -134,7 +118,7 @@ def main() -> None:
             net = MultiTaskNet(meta, tasks=tasks or ["det"], width=1.0, neck_channels=64,
                                head_channels=args.head_channels, seg_channels=args.seg_channels).eval()
             model = _Backbone(net) if tasks is None else net
-            paths[name] = _tflite(model, 320, Path(tmp) / f"head_{name}", quantize=False)["float32"]
+            paths[name] = tflite_files(model, 320, Path(tmp) / f"head_{name}", quantize=False)["float32"]
         for t in threads:
             times = _interleaved_medians(paths, t, args.head_runs, rounds=40)
             for name, ms in times.items():

@@ -54,12 +54,13 @@ def train(config: str | Path = "quickstart", *, overrides: Mapping[str, Any] | S
 
 
 def evaluate(model: str | Path, *, data: str | Path | None = None, split: str = "val", conf: float = 0.001,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, tta: bool = False) -> dict[str, Any]:
     """Every task's metrics of a checkpoint or exported model on a split.
 
     ``data``: a COCO-format folder; default: the data the checkpoint was trained on (``.pt`` only).
+    ``tta``: flip + second-scale test-time augmentation, merged (``mtnet.infer.tta``).
     """
     from .workflows import evaluate_model
 
-    return evaluate_model(model, data, split, conf=conf, progress=progress)
+    return evaluate_model(model, data, split, conf=conf, progress=progress, tta=tta)
 

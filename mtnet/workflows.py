@@ -20,13 +20,15 @@ from .infer.visualize import draw_prediction, save_grid
 
 
 def evaluate_model(model_path: str | Path, data_root: str | Path | None = None, split: str = "val", *,
-                   conf: float = 0.001, iou: float = NMS_IOU, max_det: int = 100, progress: bool = True) -> dict:
+                   conf: float = 0.001, iou: float = NMS_IOU, max_det: int = 100, progress: bool = True,
+                   tta: bool = False) -> dict:
     """Every task's metrics of a checkpoint or exported model.
 
     ``data_root``: a COCO or VOC folder, ``split`` one of its splits. Without it a checkpoint (``.pt``) is
     scored on its own config's data (``data.root`` or ``data.sources``), ``split`` being "val" or "train".
+    ``tta``: flip + second-scale test-time augmentation (``mtnet.infer.tta``).
     """
-    predictor = Predictor.from_path(model_path, conf=conf, iou=iou, max_det=max_det, multi_label=True)
+    predictor = Predictor.from_path(model_path, conf=conf, iou=iou, max_det=max_det, multi_label=True, tta=tta)
     if data_root is not None:
         source = open_split(Config(data=DataConfig(root=str(data_root), val_split=split)), "val")
     elif Path(model_path).suffix == ".pt":

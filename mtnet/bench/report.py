@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..fileio import atomic_write
 from .schema import BenchRecord
 
@@ -129,3 +131,41 @@ def write_plots(records: list[BenchRecord], out_dir: str | Path, stem: str,
     written = [plot_latency(records, out_dir / f"{stem}_latency.png"),
                plot_pareto(records, out_dir / f"{stem}_pareto.png", metric)]
     return [p for p in written if p is not None]
+
+
+def plot_pareto_panels(records: list[BenchRecord], path: str | Path,
+                       panels: tuple[tuple[str, str], ...]) -> Path | None:
+    """One panel per (metric, label): latency (x) vs that metric (y) of every row whose ``extra["accuracy"]``
+    has it; one series per (device, backend, precision), the Pareto front of each device dashed."""
+    from ..plotting import subplots
+
+    rows = [r for r in records if r.status == "ok" and r.latency_ms is not None and r.extra.get("accuracy")]
+    panels = tuple((m, label) for m, label in panels if any(r.extra["accuracy"].get(m) is not None for r in rows))
+    if not panels:
+        return None
+    fig, axes = subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4))
+    axes = list(np.atleast_1d(axes))
+    markers = {"fp32": "o", "fp16": "s", "int8": "^", "dynamic": "v"}
+    devices = list(dict.fromkeys(f"{r.device.get('name')} ({r.backend})" for r in rows))
+    for ax, (metric, label) in zip(axes, panels, strict=True):
+        for d_idx, device in enumerate(devices):
+            on_device = [r for r in rows if f"{r.device.get('name')} ({r.backend})" == device
+                         and r.extra["accuracy"].get(metric) is not None]
+            for prec in dict.fromkeys(r.precision for r in on_device):
+                sel = [r for r in on_device if r.precision == prec]
+                ax.scatter([r.latency_ms for r in sel], [r.extra["accuracy"][metric] for r in sel],
+                           marker=markers.get(prec, "x"), color=f"C{d_idx}", label=f"{device}, {prec}")
+            front = pareto_front([(r.latency_ms, r.extra["accuracy"][metric]) for r in on_device])
+            ax.plot([p[0] for p in front], [p[1] for p in front], "--", color=f"C{d_idx}", lw=1)
+            for r in on_device:
+                if (r.latency_ms, r.extra["accuracy"][metric]) in front:
+                    ax.annotate(r.model, (r.latency_ms, r.extra["accuracy"][metric]), fontsize=6,
+                                xytext=(3, -8), textcoords="offset points")
+        ax.set_xlabel(f"latency ms (median, {rows[0].threads} thread{'s' if rows[0].threads > 1 else ''})")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} vs latency (dashed: Pareto front)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    path = Path(path)
+    _save(fig, path)
+    return path

@@ -1,4 +1,4 @@
-"""mtnet eval MODEL [--data DIR] [--split val]: every task's metrics (box AP, keypoint OKS-AP, mIoU) of any model file."""
+"""mtnet eval MODEL [--data DIR] [--split val] [--tta]: every task's metrics (box AP, keypoint OKS-AP, mIoU) of any model file."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="a split of --data; without --data: val or train")
     p.add_argument("--conf", type=float, default=0.001)
     p.add_argument("--iou", type=float, default=NMS_IOU)
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: also a mirrored (keypoints swapped) and a 1.2x view, merged")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     c = p.add_argument_group("cascade (fine-grained labels)")
     c.add_argument("--cascade", metavar="CLASSIFIER", help="crop classifier (.pt/.onnx/.tflite): score MODEL + it as a "
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..workflows import evaluate_model
 
     metrics = evaluate_model(args.model, args.data, args.split, conf=args.conf, iou=args.iou,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, tta=args.tta)
     print(metrics_table(metrics))
     if args.json:
         write_metrics_json(metrics, args.json)

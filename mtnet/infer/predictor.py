@@ -18,6 +18,7 @@ from ..data.meta import DatasetMeta
 from ..data.preprocess import letterbox, normalize
 from ..decode import NMS_IOU, Detections
 from ..tasks import DecodeOptions, resolve_tasks
+from .tta import TTAConfig, predict_tta
 
 
 class Backend(Protocol):
@@ -73,8 +74,11 @@ class Prediction:
 
 class Predictor:
     def __init__(self, backend: Backend, *, conf: float = 0.25, iou: float = NMS_IOU, max_det: int = 100,
-                 multi_label: bool = False):
+                 multi_label: bool = False, tta: bool | TTAConfig = False):
+        """``tta``: also run a mirrored and a rescaled view of every image and merge them (``mtnet.infer.tta``;
+        ``True`` = ``TTAConfig()``): a few points of accuracy for about three times the inference time."""
         self.backend = backend
+        self.tta = TTAConfig() if tta is True else (tta or None)
         self.meta = backend.meta
         self.imgsz = backend.imgsz
         self.conf, self.iou, self.max_det, self.multi_label = conf, iou, max_det, multi_label
@@ -99,6 +103,8 @@ class Predictor:
         return cls(backends.load_backend(path), **kwargs)
 
     def predict_letterboxed(self, batch: np.ndarray, scales: list[float], shapes: list[tuple[int, int]]) -> list[Prediction]:
+        if self.tta is not None:
+            return predict_tta(self, batch, scales, shapes, self.tta)
         outs = self.backend(batch)
         opts = DecodeOptions(self.conf, self.iou, self.max_det, self.multi_label, self.imgsz)
         results = []
