@@ -8,23 +8,10 @@ import numpy as np
 
 from .decode import upsample_logits
 
-# a mask may reach this fraction of its box's width / height beyond each side of the box: short CPU runs
-# place boxes of tall objects (people) tens of pixels off, and a mask cut at a wrong box edge loses the rest
-# of the object; training scores the same grown region (``mtnet.losses.instance``), background included
-CROP_MARGIN = 0.25
-
-
-def grow_boxes(boxes: np.ndarray, margin: float = CROP_MARGIN) -> np.ndarray:
-    """xyxy boxes [N, 4] grown by ``margin`` x their width / height on every side."""
-    b = np.asarray(boxes, np.float32)
-    pad = np.concatenate([b[:, 2:] - b[:, :2]] * 2, 1) * margin * np.array([-1, -1, 1, 1], np.float32)
-    return b + pad
-
 
 def assemble_masks(coefs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Masks [N, size, size] (bool, network-input pixels) of N detections: sigmoid(coefs . protos) > 0.5,
-    upsampled bilinearly (half-pixel centres) from the prototype grid, zero outside each box grown by
-    ``CROP_MARGIN``.
+    upsampled bilinearly (half-pixel centres) from the prototype grid, zero outside each box.
 
     ``coefs`` [N, P] (the detections' rows of ``mask_coefs``), ``protos`` [P, h, w], ``boxes`` [N, 4] xyxy in
     network-input pixels.
@@ -38,7 +25,7 @@ def assemble_masks(coefs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, siz
     chunks = [upsample_logits(logits[i : i + 256], size) for i in range(0, len(logits), 256)]  # cv2: <= 512 channels
     masks = np.concatenate(chunks) > 0.0  # sigmoid(x) > 0.5
     centres = np.arange(size, dtype=np.float32) + 0.5
-    b = grow_boxes(boxes)
+    b = np.asarray(boxes, np.float32)
     inside_x = (centres[None] >= b[:, 0:1]) & (centres[None] <= b[:, 2:3])  # [N, size]
     inside_y = (centres[None] >= b[:, 1:2]) & (centres[None] <= b[:, 3:4])
     return masks & inside_y[:, :, None] & inside_x[:, None, :]

@@ -19,7 +19,7 @@ from mtnet.data.sample import IGNORE_INDEX, Sample
 from mtnet.data.transforms import EvalTransform, TrainTransform
 from mtnet.decode import Detections
 from mtnet.decode_masks import assemble_masks, unletterbox_masks
-from mtnet.losses.instance import full_targets, mask_loss, weak_targets
+from mtnet.losses.instance import full_targets, to_grid, weak_targets
 from mtnet.tasks import get_task, resolve_tasks
 
 from .conftest import tiny_config
@@ -121,40 +121,21 @@ def test_weak_targets_box_class_inside_box_and_same_class_overlap_ignored():
     assert fg[0, 7, 7] == 0 and lab[0, 7, 7] == 1  # outside box 0 it is labelled 0 (the loss crops to the box)
     assert not lab[2].any()  # a box whose class the semantic map lacks gets no target at all
     assert lab[0, 0, 0] == 0  # the map's own ignore pixels
-
-
-def test_mask_loss_scores_the_upsampled_mask_inside_the_box_only():
-    protos = torch.zeros(2, 4, 4)
-    protos[0] = 1.0  # prototype 0: everywhere; coefficient sign decides the whole mask
-    target = torch.zeros(1, 16, 16)
-    target[0, 4:12, 4:12] = 1
-    valid = torch.ones(1, 16, 16)
-    box = torch.tensor([[4.0, 4.0, 12.0, 12.0]])
-    protos[1, 1:3, 1:3] = 1.0  # prototype 1: the object's cells
-    good, n = mask_loss(torch.tensor([[-8.0, 16.0]]), protos, target, valid, box)
-    everywhere, _ = mask_loss(torch.tensor([[8.0, 0.0]]), protos, target, valid, box)
-    far = torch.zeros(1, 16, 16)
-    far[0, 4:12, 4:12] = 1
-    outside = torch.ones(1, 16, 16)
-    outside[0, 2:14, 2:14] = 0  # labels only outside the grown box (4 +- 2 px): not scored
-    _, n_out = mask_loss(torch.tensor([[8.0, 0.0]]), protos, far, outside, box)
-    assert n == 1 and n_out == 0 and good < everywhere  # a mask spilling into the margin costs
-    none, n0 = mask_loss(torch.tensor([[8.0, 0.0]]), protos, target, torch.zeros(1, 16, 16), box)
-    assert n0 == 0 and none == 0  # nothing labelled in the box: no loss, not background
+    grid_fg, grid_valid = to_grid(fg, lab, 5, 5)
+    assert grid_fg.shape == (3, 5, 5) and grid_valid.dtype == torch.bool
 
 
 # ---- decode and metric
 def test_numpy_mask_assembly_matches_torch():
     rng = np.random.default_rng(0)
     coefs, protos = rng.normal(size=(3, 16)).astype(np.float32), rng.normal(size=(16, 10, 10)).astype(np.float32)
-    boxes = np.array([[0, 0, 40, 40], [9, 12, 29, 20], [0, 0, 0.4, 0.4]], np.float32)
-    got = assemble_masks(coefs, protos, boxes, 40)  # box 1 grown by 25 %: x 4..34, y 10..22
+    boxes = np.array([[0, 0, 40, 40], [5, 10, 30, 20], [0, 0, 0.5, 0.5]], np.float32)
+    got = assemble_masks(coefs, protos, boxes, 40)
     logits = torch.einsum("np,phw->nhw", torch.from_numpy(coefs), torch.from_numpy(protos))
     up = torch.nn.functional.interpolate(logits[None], size=(40, 40), mode="bilinear", align_corners=False)[0]
     ref = up.sigmoid().numpy() > 0.5
     assert (got[0] == ref[0]).mean() > 0.999
-    assert not got[1][:, :4].any() and not got[1][:, 34:].any() and not got[1][:10].any() and not got[1][22:].any()
-    assert (got[1][10:22, 4:34] == ref[1][10:22, 4:34]).mean() > 0.999
+    assert not got[1][:, :5].any() and not got[1][:9].any() and (got[1][10:20, 5:30] == ref[1][10:20, 5:30]).mean() > 0.999
     assert got[1].sum() > 0 and not got[2].any()
     out = unletterbox_masks(got, 0.5, (20, 30))
     assert out.shape == (3, 20, 30) and out.dtype == bool

@@ -1,6 +1,6 @@
 """Instance-mask targets and loss for the prototype-mask head.
 
-Targets are built per object at label resolution:
+Targets are built per object at full label resolution, then area-averaged onto the prototype grid:
 
 * **full supervision** (``Sample.objects``): the object's own pixels are 1, other labelled pixels 0, unknown
   pixels (255: crowds, objects without an outline, padding) are ignored;
@@ -10,19 +10,15 @@ Targets are built per object at label resolution:
   box of the same class are ambiguous (the semantic map cannot say which instance owns them) and ignored,
   as are the semantic map's own 255 pixels. Outside its box nothing is asked of a mask (it is cropped there).
 
-The loss is binary cross-entropy of the assembled mask logits, upsampled to the labels, on the pixels of the
-ground-truth box grown by ``CROP_MARGIN`` (the region the decoder keeps around a predicted box; outside the
-object it is background), averaged per object, then over the foreground anchors that detection's assignment gave to
-objects with a target (YOLACT / YOLOv8-seg crop the same way); at most ``MAX_MASKS_PER_IMAGE`` anchors per
-image (a random subset, as YOLACT's 100) keep full-resolution masks affordable.
+The loss is binary cross-entropy of the assembled mask logits on the cells of the prototype grid whose
+centre lies in the (half-cell enlarged) ground-truth box, averaged per object, then over the foreground
+anchors that detection's assignment gave to objects with a target (YOLACT / YOLOv8-seg crop the same way).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from ..decode_masks import CROP_MARGIN
 
 IGNORE = 255
 
@@ -58,21 +54,23 @@ def weak_targets(semantic: torch.Tensor, boxes: torch.Tensor, seg_class: torch.T
     return (is_class & inside & labelled).float(), labelled.float()
 
 
-def mask_loss(coefs: torch.Tensor, protos: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-              boxes: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum over rows of the box-cropped mean BCE, and the number of rows with any labelled pixel in their box.
+def to_grid(fg: torch.Tensor, labelled: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Area-average full-resolution targets onto an h x w grid: soft foreground among labelled pixels, and a
+    cell counts as labelled when most of its pixels are."""
+    size = (h, w)
+    lab = nn.functional.adaptive_avg_pool2d(labelled[None], size)[0]
+    fgp = nn.functional.adaptive_avg_pool2d((fg * labelled)[None], size)[0]
+    return fgp / lab.clamp(min=1e-6), lab > 0.5
 
-    ``coefs`` [N, P], ``protos`` [P, h, w]; ``target`` / ``valid`` [N, H, W] at label resolution; ``boxes`` [N, 4]
-    in input pixels (scored: the box grown by ``CROP_MARGIN``). The assembled logits are upsampled bilinearly (half-pixel centres) to the labels first, as
-    ``mtnet.decode_masks`` does at inference: the loss scores the mask the decoder will draw, so structures
-    thinner than a prototype cell (limbs) are learnt, not averaged away.
-    """
+
+def mask_loss(coefs: torch.Tensor, protos: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+              boxes: torch.Tensor, stride: float) -> tuple[torch.Tensor, int]:
+    """Sum over rows of the box-cropped mean BCE, and the number of rows with any labelled cell in their box:
+    ``coefs`` [N, P], ``protos`` [P, h, w], ``target``/``valid`` [N, h, w] on the prototype grid, ``boxes`` [N, 4]
+    in input pixels."""
     p, h, w = protos.shape
-    logits = (coefs @ protos.reshape(p, h * w)).reshape(1, -1, h, w)
-    logits = nn.functional.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)[0]
-    size = boxes[:, 2:] - boxes[:, :2]
-    grown = boxes + torch.cat([size, size], 1) * CROP_MARGIN * boxes.new_tensor([-1, -1, 1, 1])
-    region = (valid > 0) & _box_region(grown, *target.shape[-2:], 1.0)  # the region the decoder keeps
+    logits = (coefs @ protos.reshape(p, h * w)).reshape(-1, h, w)
+    region = valid & _box_region(boxes, h, w, stride, pad=stride / 2)
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     per_object = (bce * region).sum((1, 2)) / region.sum((1, 2)).clamp(min=1)
     keep = region.any(2).any(1)

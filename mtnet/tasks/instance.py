@@ -17,7 +17,7 @@ from ..config import ConfigError
 from ..data.sample import IGNORE_INDEX, MAX_OBJECTS
 from ..decode_masks import assemble_masks, unletterbox_masks
 from ..eval.instance import coco_segm_metrics, has_instance_outlines, masks_to_coco
-from ..losses.instance import full_targets, mask_loss, weak_targets
+from ..losses.instance import full_targets, mask_loss, to_grid, weak_targets
 from ..models.heads.instance import InstanceMaskHead
 from . import register_task
 from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
@@ -25,7 +25,6 @@ from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, Outpu
 NUM_PROTOS = 16  # prototype maps (YOLACT/YOLOv8-seg use 32 for 80 COCO classes; 16 keeps the stride-4 map cheap)
 WEAK_MODES = ("box_semantic", "off")  # loss.inst_weak: images with a semantic map but no outlines
 MASK_ALPHA = 0.5
-MAX_MASKS_PER_IMAGE = 32  # foreground anchors per image whose masks the loss scores (random subset beyond)
 
 
 @register_task
@@ -79,8 +78,7 @@ class InstanceTask(Task):
 
     def outputs(self, model) -> list[OutputDef]:
         return [OutputDef("mask_coefs", "B,A,P", "per anchor, P mask coefficients: an object's mask is "
-                          "sigmoid(coefficients . protos) > 0.5, cropped to its box grown by 25 % of its width / "
-                          "height on each side", per_anchor=True),
+                          "sigmoid(coefficients . protos) > 0.5, cropped to its box", per_anchor=True),
                 OutputDef("protos", "B,P,H/4,W/4", "P prototype masks at stride 4 (input size / 4): resize the "
                           "assembled mask logits bilinearly (half-pixel centres) to the input size")]
 
@@ -94,14 +92,14 @@ class InstanceTask(Task):
         full = batch["inst_full"].to(dev)[has_det]
         objects, semantic = batch["objects"].to(dev)[has_det], batch["inst_semantic"].to(dev)[has_det]
         boxes, labels = batch["boxes"].to(dev)[has_det], batch["labels"].to(dev)[has_det]
+        h, w = protos.shape[-2:]
+        stride = objects.shape[-1] / w
         seg_of = torch.tensor([meta.seg_classes.index(n) if n in meta.seg_classes else -1 for n in meta.det_classes]
                               + [-1], device=dev)  # det label -> semantic class (-1: none; last entry for padding)
         weak = cfg.inst_weak == "box_semantic"
         total, count = coefs.sum() * 0, 0
         for b in range(len(coefs)):
             rows = assign.fg[b].nonzero()[:, 0]
-            if len(rows) > MAX_MASKS_PER_IMAGE:
-                rows = rows[torch.randperm(len(rows), device=dev)[:MAX_MASKS_PER_IMAGE]]
             n = int((labels[b] >= 0).sum())
             if not len(rows) or not n:
                 continue
@@ -112,8 +110,9 @@ class InstanceTask(Task):
                 fg, lab = weak_targets(semantic[b], boxes[b, :n], seg_of[labels[b, :n]])
             else:
                 continue
+            target, valid = to_grid(fg, lab, h, w)
             gt = assign.gt_index[b, rows]
-            value, objs = mask_loss(coefs[b, rows], protos[b], fg[gt], lab[gt], boxes[b, gt])
+            value, objs = mask_loss(coefs[b, rows], protos[b], target[gt], valid[gt], boxes[b, gt], stride)
             total, count = total + value, count + objs
         loss = total / max(count, 1)
         return loss, {"mask": float(loss.detach())}
