@@ -49,7 +49,7 @@ def model_info(model, imgsz: int, source: str, *, author: str = DEFAULT_AUTHOR,
                license: str = DEFAULT_LICENSE) -> dict[str, str]:
     """Name, version, author and license of an exported model (``model.json`` ``model_info``; the standard
     TFLite metadata's model fields). The version names the checkpoint it came from and the mtnet release."""
-    from mtnet import __version__
+    from mtnet.version import __version__
 
     src = Path(source)
     return {"name": f"mtnet {'+'.join(model.tasks)} {imgsz}px", "version": f"{src.parent.name}/{src.name} "

@@ -21,14 +21,15 @@ LAYERS: list[tuple[str, ...]] = [
     # foundations: no mtnet imports besides each other
     ("mtnet.errors", "mtnet.fileio", "mtnet.plotting", "mtnet.configs", "mtnet.modeljson", "mtnet.version"),
     # shared definitions every part relies on: the sample, data-set metadata, the input convention, decoding
-    ("mtnet.data.sample", "mtnet.data.meta", "mtnet.data.preprocess", "mtnet.decode"),
+    ("mtnet.data.sample", "mtnet.data.meta", "mtnet.data.preprocess", "mtnet.decode",
+     "mtnet.decode_masks"),
     # the library: what a trained model needs to be built, fed, trained against, run and scored. Tasks are
     # plug-ins that tie config, data, models, losses and metrics together, so these import each other.
     ("mtnet.config", "mtnet.data", "mtnet.models", "mtnet.losses", "mtnet.tasks", "mtnet.infer", "mtnet.eval",
      "mtnet.checkpoint_io"),
     # tools built on the library
-    ("mtnet.engine", "mtnet.calibration", "mtnet.bench"),
-    ("mtnet.export", "mtnet.android_bench"),
+    ("mtnet.engine", "mtnet.calibration", "mtnet.bench", "mtnet.cascade"),
+    ("mtnet.export", "mtnet.android_bench", "mtnet.serve"),
     # entry points
     ("mtnet.workflows", "mtnet.api", "mtnet.commands", "mtnet.cli", "mtnet.__main__", "mtnet"),
 ]

@@ -36,8 +36,8 @@ def classifier_doc(state: dict[str, Any]) -> dict[str, Any]:
     """The ``model.json`` document of an exported classifier: our backends read ``classes`` / ``fine`` /
     ``context``; the standard TFLite metadata is built from ``model_info``, ``input`` and ``outputs`` as for
     the multi-task model."""
-    from .. import __version__
     from ..data.preprocess import MEAN, STD
+    from ..version import __version__
 
     fine = FineLabels.from_dict(state["fine"])
     size = state["arch"]["input_size"]

@@ -23,8 +23,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import mtnet
-
 from ..errors import UserError
 from .env import ServeEnv, ensure_serve_env
 
@@ -74,7 +72,7 @@ class TritonServer:
             raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {version}")
         shutil.copy2(stub, backend / "triton_python_backend_stub")
         (work / "pylib").mkdir()
-        (work / "pylib" / "mtnet").symlink_to(Path(mtnet.__file__).resolve().parent, target_is_directory=True)
+        (work / "pylib" / "mtnet").symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
         return work
 
     def start(self) -> TritonServer:
