@@ -11,9 +11,9 @@ Merging happens on the raw deploy outputs, before decoding, so the task decoders
   for the scale) and the anchors of all views are concatenated: detection's NMS runs over the union. The
   keypoints of a flipped view also swap left and right joints (``DatasetMeta.flip_index``), or a left wrist
   found in the mirror would be averaged with the right wrist;
-- after NMS each kept box, and its keypoints, becomes the score-weighted mean of the union's candidates of
-  its class that overlap it by more than the NMS IoU (merge-NMS, as in YOLOv5's ``merge``); its score stays
-  the NMS winner's;
+- after NMS each kept box, and its keypoints, becomes the score-weighted mean of the best candidate of its
+  class in each view that overlaps it by more than the NMS IoU (one per view: averaging a view's neighbouring
+  anchors too pulled the joints off); its score stays the NMS winner's;
 - segmentation logits are upsampled to the canvas, brought to the base view's pixels and averaged.
 
 Graphs exported with in-graph NMS, or with outputs this module does not know how to map, are refused
