@@ -11,9 +11,9 @@ Merging happens on the raw deploy outputs, before decoding, so the task decoders
   for the scale) and the anchors of all views are concatenated: detection's NMS runs over the union. The
   keypoints of a flipped view also swap left and right joints (``DatasetMeta.flip_index``), or a left wrist
   found in the mirror would be averaged with the right wrist;
-- after NMS each kept box, and its keypoints, becomes the score-weighted mean of the union's candidates of
-  its class that overlap it by more than the NMS IoU (merge-NMS, as in YOLOv5's ``merge``); its score stays
-  the NMS winner's;
+- after NMS each kept box, and its keypoints, becomes the score-weighted mean of the best candidate of its
+  class in each view that overlaps it by more than the NMS IoU (one per view: averaging a view's neighbouring
+  anchors too pulled the joints off); its score stays the NMS winner's;
 - segmentation logits are upsampled to the canvas, brought to the base view's pixels and averaged.
 
 Graphs exported with in-graph NMS, or with outputs this module does not know how to map, are refused
@@ -150,9 +150,10 @@ def merge_views(outs: dict[str, np.ndarray], views: list[tuple[float, bool]], vi
     return merged
 
 
-def fuse_detections(det, merged: dict[str, np.ndarray], scale: float, opts: DecodeOptions) -> None:
-    """Replace each kept box (and its keypoints) by the score-weighted mean of the union's overlapping
-    candidates of its class (IoU > ``opts.iou``, score > ``opts.conf``); in place, original pixels."""
+def fuse_detections(det, merged: dict[str, np.ndarray], scale: float, opts: DecodeOptions, num_views: int) -> None:
+    """Replace each kept box (and its keypoints) by the score-weighted mean of the best overlapping candidate
+    of its class in each view (IoU > ``opts.iou``, score > ``opts.conf``); in place, original pixels. One
+    candidate per view: a view's neighbouring anchors predict the same object less well (worse joints)."""
     if det is None or not len(det) or det.index is None:
         return
     boxes, scores = merged["boxes"], merged["scores"]
@@ -163,8 +164,12 @@ def fuse_detections(det, merged: dict[str, np.ndarray], scale: float, opts: Deco
         w = np.clip(np.minimum(b[2], boxes[:, 2]) - np.maximum(b[0], boxes[:, 0]), 0, None)
         h = np.clip(np.minimum(b[3], boxes[:, 3]) - np.maximum(b[1], boxes[:, 1]), 0, None)
         iou = w * h / (area[row] + area - w * h + 1e-9)
-        weight = np.where((iou > opts.iou) & (scores[:, label] > opts.conf), scores[:, label], 0.0)
-        weight[row] = scores[row, label]  # the winner always counts (also when it sits exactly at conf)
+        cand = np.where((iou > opts.iou) & (scores[:, label] > opts.conf), scores[:, label], 0.0)
+        cand[row] = scores[row, label]  # the winner always counts (also when it sits exactly at conf)
+        per_view = cand.reshape(num_views, -1)
+        best = per_view.argmax(1) + np.arange(num_views) * per_view.shape[1]
+        weight = np.zeros_like(cand)
+        weight[best] = cand[best]
         weight = weight / weight.sum()
         det.boxes[n] = (weight @ boxes) / scale
         if kpts is not None and det.keypoints is not None:
@@ -196,6 +201,6 @@ def predict_tta(predictor: Predictor, batch: np.ndarray, scales: list[float], sh
         pred = Prediction(shape)
         for task in predictor.task_set:
             task.decode(batched, 0, pred.results, scale, shape, opts)
-        fuse_detections(pred.results.get("det"), merged, scale, opts)
+        fuse_detections(pred.results.get("det"), merged, scale, opts, len(views))
         results.append(pred)
     return results
