@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("mtnet.commands.data", "data set tools: `data check` lists every problem, `data stats` counts and plots"),
     "cascade": ("mtnet.commands.cascade", "detector -> crop classifier cascade: `cascade train`, `cascade export`"),
     "serve": ("mtnet.commands.serve", "run a Triton model repository (mtnet export --formats triton) with tritonserver"),
+    "envs": ("mtnet.commands.envs", "side environments with their own pins (Triton serving, tflite-support): list, install"),
 }
 
 

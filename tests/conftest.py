@@ -61,3 +61,14 @@ def cascade_run(subtypes_root, tmp_path_factory) -> dict[str, Path]:
                                                 input_size=48, epochs=1, batch_size=16, det_conf=0.005, det_max_det=1000),
                                progress=False)
     return {"detector": det, "classifier": Path(summary["checkpoint"]), "root": subtypes_root}
+
+
+def require_side_env(name: str):
+    """The installed side environment ``name`` (``mtnet envs install NAME``, run by .ci/run), else skip: tests
+    never download."""
+    from mtnet.sideenv import SIDE_ENVS
+
+    env = SIDE_ENVS[name]
+    if not env.installed():
+        pytest.skip(f"side environment '{name}' is not installed (`mtnet envs install {name}`)")
+    return env

@@ -19,7 +19,8 @@ PACKAGE_DIRS = {"mtnet": "mtnet", "export": "mtnet.export", "calibration": "mtne
 # bare "mtnet" is the package's own __init__ (the public API), so a new top-level module needs an entry.
 LAYERS: list[tuple[str, ...]] = [
     # foundations: no mtnet imports besides each other
-    ("mtnet.errors", "mtnet.fileio", "mtnet.plotting", "mtnet.configs", "mtnet.modeljson", "mtnet.version"),
+    ("mtnet.errors", "mtnet.fileio", "mtnet.plotting", "mtnet.configs", "mtnet.modeljson", "mtnet.version",
+     "mtnet.sideenv"),
     # shared definitions every part relies on: the sample, data-set metadata, the input convention, decoding
     ("mtnet.data.sample", "mtnet.data.meta", "mtnet.data.preprocess", "mtnet.decode",
      "mtnet.decode_masks"),

@@ -1,5 +1,5 @@
 """End to end: the cascade exported as a Triton model repository, served by a real ``tritonserver`` (the
-``nvidia-pytriton`` binary, from the serving environment that ``mtnet.serve.env`` builds on first use),
+``nvidia-pytriton`` binary, from the ``serve`` side environment, installed by ``mtnet envs install serve``; skipped without it),
 queried with ``tritonclient`` over HTTP and gRPC on localhost."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .conftest import require_side_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +38,7 @@ def repository(cascade_run, tmp_path_factory) -> Path:
 def server(repository):
     from mtnet.serve.server import TritonServer, free_port
 
+    require_side_env("serve")
     srv = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     srv.start()
     yield srv
@@ -141,6 +144,7 @@ def _group(pgid: int) -> list[int]:
 
 
 def test_stopping_leaves_no_process(repository, val_files):
+    require_side_env("serve")
     import tritonclient.http as th
 
     from mtnet.serve.server import TritonServer, free_port
@@ -158,6 +162,7 @@ def test_stopping_leaves_no_process(repository, val_files):
 
 
 def test_mtnet_serve_stops_on_sigterm_without_leftovers(repository):
+    require_side_env("serve")
     """The CLI: serves until SIGTERM (or Ctrl-C), then no tritonserver or Python stub of it is left."""
     import signal
     import sys

@@ -14,6 +14,8 @@ import pytest
 from mtnet.cli import main
 from mtnet.data.preprocess import MEAN, STD
 
+from .conftest import require_side_env
+
 pytestmark = pytest.mark.slow
 
 
@@ -27,22 +29,16 @@ def exported(tiny_run, tmp_path_factory) -> Path:
     return out / "meta"
 
 
-@pytest.fixture(scope="module")
-def displayer_env(tmp_path_factory) -> Path:
-    from mtnet.export.tflite_support_env import env_python
-
-    return env_python(tmp_path_factory.mktemp("cache"))
-
-
 @pytest.mark.parametrize("name", ["model_float32.tflite", "model_float16.tflite"])
-def test_metadata_displayer_reads_everything_back(exported, displayer_env, name):
+def test_metadata_displayer_reads_everything_back(exported, name):
     from ai_edge_litert.interpreter import Interpreter
     from mtnet.export.tflite_support_env import display
 
     from mtnet.modeljson import read_tflite
 
     path = exported / name
-    view = display(path, displayer_env.parents[2])  # .../<cache>/tflite-support-0.4.4/bin/python
+    require_side_env("tflite-support")
+    view = display(path)
     meta, files = view["metadata"], view["file_contents"]
     doc = read_tflite(path)
     assert meta["name"] == doc["model_info"]["name"] and "det" in meta["name"]

@@ -1,5 +1,5 @@
 """mtnet serve REPOSITORY [--http-port 8000] [--grpc-port 8001]: run a Triton model repository written by
-`mtnet export --formats triton` with a real tritonserver (from its own environment, built on first use)
+`mtnet export --formats triton` with a real tritonserver (from the `serve` side environment: `mtnet envs install serve`)
 until Ctrl-C; stopping leaves no server or Python-stub process behind."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import UserError
-from .env import ServeEnv, ensure_serve_env
+from .env import ServeEnv, serve_env
 
 
 class ServerError(UserError):
@@ -76,7 +76,7 @@ class TritonServer:
         return work
 
     def start(self) -> TritonServer:
-        env = self.env or ensure_serve_env()
+        env = self.env or serve_env()
         self._work = self._layout(env)
         libdir = sysconfig.get_config_var("LIBDIR") or ""  # this interpreter's libpython, for the stub
         run_env = dict(os.environ,
