@@ -18,22 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtnet.data.preprocess import mean_std
 from mtnet.modeljson import METADATA_KEY, dumps
 
-
-class _Normalized(nn.Module):
-    """[0, 1] RGB NCHW -> the model's normalised input, then the deploy graph."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        mean, std = mean_std()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    def forward(self, x: torch.Tensor):
-        return self.model((x - self.mean) / self.std)
+from .normalized import InGraphNormalized
 
 
 def convert_coreml(model: nn.Module, imgsz: int, doc: dict[str, Any]):
@@ -44,7 +31,7 @@ def convert_coreml(model: nn.Module, imgsz: int, doc: dict[str, Any]):
     was = model.deploy
     model.deploy = True
     try:
-        wrapped = _Normalized(model).eval()
+        wrapped = InGraphNormalized(model).eval()
         example = torch.rand(1, 3, imgsz, imgsz)
         with torch.no_grad():
             traced = torch.jit.trace(wrapped, example, check_trace=False)
@@ -112,7 +99,7 @@ class VisionDetect(nn.Module):
 
     def __init__(self, model: nn.Module, imgsz: int):
         super().__init__()
-        self.net = _Normalized(model)
+        self.net = InGraphNormalized(model)
         self.names = model.output_names()
         self.imgsz = imgsz
         # xyxy -> (cx, cy, w, h) / imgsz as one constant matmul

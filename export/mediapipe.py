@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtnet.data.preprocess import mean_std
 from mtnet.tasks import OutputDef
 
 from .nms import NMSDeploy, NMSOptions
+from .normalized import InGraphNormalized
 
 DETECTOR_FILE = "model_mediapipe_detector.tflite"
 SEGMENTER_FILE = "model_mediapipe_segmenter.tflite"
@@ -48,23 +48,8 @@ DETECTOR_TENSOR_NAMES = {"location": "location", "category": "category", "score"
 BOX_INDEX = (1, 0, 3, 2)  # positions of left, top, right, bottom in ``location``'s last axis
 
 
-class _InGraphNormalized(nn.Module):
-    """Common part: [0, 1] RGB NCHW input, ImageNet mean/std as the first op; quacks like the model for export."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        mean, std = mean_std()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    @property
-    def meta(self):
-        return self.model.meta
-
-    @property
-    def strides(self):
-        return self.model.strides
+class _InGraphNormalized(InGraphNormalized):
+    """Common part of the MediaPipe graphs; quacks like the model for export."""
 
     @property
     def deploy(self) -> bool:
@@ -83,7 +68,7 @@ class _InGraphNormalized(nn.Module):
         was = net.deploy
         net.deploy = True
         try:
-            return dict(zip(net.output_names(), net((x - self.mean) / self.std), strict=True))
+            return dict(zip(net.output_names(), net(self.normalize(x)), strict=True))
         finally:
             net.deploy = was
 
@@ -122,7 +107,7 @@ class MediaPipeDetector(_InGraphNormalized):
                 "tensor_names": dict(DETECTOR_TENSOR_NAMES), "detection_group": ["location", "category", "score"]}
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        det, num = self.model((images - self.mean) / self.std)[:2]  # NMSDeploy: detections, num_detections
+        det, num = self.model(self.normalize(images))[:2]  # NMSDeploy: detections, num_detections
         rows = det.reshape(-1, 6)
         k = rows.shape[0]
         return ((rows @ self.to_location).reshape(1, k, 4), (rows @ self.class_col).reshape(1, k),

@@ -15,6 +15,7 @@ def empty_cache(tmp_path, monkeypatch):
 
 def test_missing_side_env_names_the_install_command_and_downloads_nothing(empty_cache, capsys):
     from mtnet.export.tflite_support_env import display
+
     from mtnet.serve.env import serve_env
     from mtnet.sideenv import SideEnvError
 

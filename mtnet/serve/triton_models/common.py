@@ -20,3 +20,16 @@ def read_cascade_json(args: dict[str, Any]) -> dict[str, Any]:
 
 def error_response(pb_utils, message: str):
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def answer_each(pb_utils, requests, one) -> list:
+    """``one(request)`` for every request; a ``UserError`` (bad input) becomes that request's error response."""
+    from mtnet.errors import UserError
+
+    responses = []
+    for request in requests:
+        try:
+            responses.append(one(request))
+        except UserError as e:
+            responses.append(error_response(pb_utils, str(e)))
+    return responses

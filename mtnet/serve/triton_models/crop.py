@@ -17,8 +17,7 @@ from mtnet.data.fine import FineLabels
 from mtnet.data.preprocess import normalize_nhwc
 from mtnet.data.sample import decode_image
 from mtnet.decode import decode_detections
-from mtnet.errors import UserError
-from mtnet.serve.triton_models.common import error_response, read_cascade_json
+from mtnet.serve.triton_models.common import answer_each, read_cascade_json
 
 
 class TritonPythonModel:
@@ -55,10 +54,4 @@ class TritonPythonModel:
         ])
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._one(request))
-            except UserError as e:
-                responses.append(error_response(pb_utils, str(e)))
-        return responses
+        return answer_each(pb_utils, requests, self._one)

@@ -11,7 +11,7 @@ import triton_python_backend_utils as pb_utils  # provided by Triton's Python ba
 from mtnet.data.preprocess import letterbox, normalize_nhwc
 from mtnet.data.sample import decode_image
 from mtnet.errors import UserError
-from mtnet.serve.triton_models.common import error_response, read_cascade_json
+from mtnet.serve.triton_models.common import answer_each, read_cascade_json
 
 
 class TritonPythonModel:
@@ -47,10 +47,4 @@ class TritonPythonModel:
         ])
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._one(request))
-            except UserError as e:
-                responses.append(error_response(pb_utils, str(e)))
-        return responses
+        return answer_each(pb_utils, requests, self._one)
