@@ -40,6 +40,8 @@ class Variant:
     overrides: tuple[str, ...]
 
 
+MOSAIC_SEP = ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")
+DFL = ("model.box_bins=16", "loss.box_iou=ciou")
 VARIANTS = (
     Variant("p3", "stride 8 only", ("model.head_strides=[8]",)),
     Variant("p345", "8/16/32, heads shared across levels", ("model.share_head_levels=true",)),
@@ -57,6 +59,13 @@ VARIANTS = (
             ("model.width=1.0", "model.neck_channels=64", "model.head_channels=64", "model.share_head_levels=false",
              "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")),
     Variant("p345_sep_pan", "8/16/32, one head per level + PAN", ("model.share_head_levels=false", "model.pan=true")),
+    # detection recipe, on top of "one head per level, mosaic"
+    Variant("sm_det", "… detection only (tasks: [det])", (*MOSAIC_SEP, "model.tasks=[det]")),
+    Variant("sm_box75", "… box loss weight 7.5 (YOLOv8's box : cls ratio)", (*MOSAIC_SEP, "loss.box=7.5")),
+    Variant("sm_ciou", "… CIoU instead of GIoU", (*MOSAIC_SEP, "loss.box_iou=ciou")),
+    Variant("sm_dfl", "… DFL (16 bins) + CIoU", (*MOSAIC_SEP, *DFL)),
+    Variant("dfl_close10", "… DFL + CIoU, last 10 epochs without mosaic", (*MOSAIC_SEP, *DFL, "data.augment.no_aug_epochs=10")),
+    Variant("dfl_mscale", "… DFL + CIoU, mosaic rescaled 0.5-1.5", (*MOSAIC_SEP, *DFL, "data.augment.mosaic_scale=[0.5,1.5]")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 

@@ -129,7 +129,8 @@ def measure(args: argparse.Namespace) -> dict:
     qat_ckpt = work / "qat.pt"
     if not (args.reuse and qat_ckpt.is_file()):
         _run([sys.executable, "-m", "mtnet", "qat", str(ckpt), "--epochs", str(args.qat_epochs), "--lr", str(args.qat_lr),
-              "--out", str(qat_ckpt), "--no-progress", *(["--ema"] if args.qat_ema else [])])
+              "--out", str(qat_ckpt), "--no-progress", "--objective", args.qat_objective,
+              *(["--ema"] if args.qat_ema else [])])
     from mtnet.calibration.qat import load_qat_section
 
     section = load_qat_section(qat_ckpt)
@@ -161,7 +162,8 @@ def measure(args: argparse.Namespace) -> dict:
         "name": args.name, "checkpoint": str(ckpt), "imgsz": ptq["model"]["imgsz"],
         "train_imgsz": ptq["model"]["train_imgsz"], "width": ptq["model"]["width"], "params": ptq["model"]["params"],
         "val_split": ptq["model"]["val_split"], "pytorch_metrics": ptq["model"]["pytorch_metrics"],
-        "qat": {**qat["calibration"]["qat"], "tensors": None, "lr": section["lr"], "ema": section.get("ema", False), "wall_s": section["train_s"],
+        "qat": {**qat["calibration"]["qat"], "tensors": None, "lr": section["lr"], "ema": section.get("ema", False),
+                "objective": section.get("objective", "labels"), "wall_s": section["train_s"],
                 "qat_fp32_metrics": next(a["metrics"] for a in qat["artifacts"] if a["file"] == "model_float32.tflite")},
         "int8_sensitivity": ptq.get("int8_sensitivity"), "rows": rows,
         "latency_note": f"LiteRT {args.runs} interleaved rounds per thread count on a shared 2-core VM: compare "
@@ -207,6 +209,7 @@ def table(doc: dict) -> str:
     lines += ["", "QAT checkpoint's own fp32 file: " + " / ".join(_fmt(own.get(k)) for k in keys)
               + "; QAT int8 against it: " + " / ".join(f"{100 * (own[k] - qat_row['metrics'][k]):+.2f}" for k in keys)
               + f" points (QAT lr {doc['qat']['lr']:g}{', weight EMA' if doc['qat'].get('ema') else ''}, "
+              f"objective {doc['qat'].get('objective', 'labels')}, "
               f"{doc['qat']['wall_s'] or '–'} s)."]
     return "\n".join(lines) + "\n"
 
@@ -219,6 +222,7 @@ def main() -> int:
     p.add_argument("--qat-epochs", type=int, default=3)
     p.add_argument("--qat-lr", type=float, default=1e-4)
     p.add_argument("--qat-ema", action="store_true", help="mtnet qat --ema")
+    p.add_argument("--qat-objective", choices=["labels", "teacher"], default="labels", help="mtnet qat --objective")
     p.add_argument("--calib-images", type=int, default=200)
     p.add_argument("--ptq-float", default="", help="branches the PTQ int8 row keeps float32 (export --int8-float)")
     p.add_argument("--runs", type=int, default=30, help="interleaved timing rounds per thread count")

@@ -202,15 +202,34 @@ def _keep_bn_frozen(model: nn.Module) -> None:
             m.eval()
 
 
+OBJECTIVES = ("labels", "teacher")
+
+
+def teacher_matching_loss(student: dict[str, Any], teacher: dict[str, Any]) -> torch.Tensor:
+    """Mean over the trainable raw outputs (class and box logits, keypoint offsets, segmentation logits, ...) of
+    the squared error to the float teacher's, each divided by the teacher output's variance so that no output
+    dominates by its units."""
+    terms = [(s - teacher[k]).pow(2).mean() / (teacher[k].var() + 1e-6) for k, s in student.items()
+             if torch.is_tensor(s) and s.requires_grad and torch.is_tensor(teacher.get(k))]
+    if not terms:
+        raise QATError("the model has no trainable outputs to match to the float teacher")
+    return torch.stack(terms).mean()
+
+
 def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr: float = 1e-4,
-                 calib_batches: int = 8, ema: bool = False, data_root: str | None = None,
+                 calib_batches: int = 8, ema: bool = False, objective: str = "labels", data_root: str | None = None,
                  progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``checkpoint`` with fake quantisation for ``epochs`` and write the QAT checkpoint to ``out``.
 
     The written checkpoint loads like any other (same architecture; BN is the identity plus a bias, weights on
     their int8 grid) and adds a ``qat`` section: scheme, learned activation ranges, epochs, route.
     ``ema``: bake the moving average of the float weights (the checkpoint's ``train.ema_decay`` / ``ema_tau``)
-    instead of the last step's, as a float ``best.pt`` holds EMA weights. Returns that section.
+    instead of the last step's, as a float ``best.pt`` holds EMA weights.
+    ``objective``: ``labels`` trains on the task losses, as in training, so an undertrained model also keeps
+    learning (and its int8 file can end up better or worse than its float one); ``teacher`` trains the
+    fake-quantised network to reproduce the float checkpoint's raw outputs on the training images
+    (``teacher_matching_loss``; labels unused): the int8 file then tracks the float model it replaces.
+    Returns the ``qat`` section.
     """
     from tqdm import tqdm
 
@@ -224,6 +243,8 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
 
     if epochs < 1:
         raise QATError(f"--epochs must be at least 1, got {epochs}")
+    if objective not in OBJECTIVES:
+        raise QATError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     state = load_checkpoint(checkpoint)
     if state.get("qat"):
         raise QATError(f"{checkpoint} is already a QAT checkpoint; fine-tune the float checkpoint it came from")
@@ -232,6 +253,7 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
     train_src = open_split(cfg, "train", data_root=data_root, meta=meta)
     dataset = build_train_dataset(cfg, train_src, meta)
     torch.manual_seed(cfg.train.seed)
+    teacher = load_model_from_checkpoint(checkpoint)[0].eval() if objective == "teacher" else None
     qat = prepare_qat(model)
     criterion = MultiTaskCriterion(meta, model.tasks, cfg.loss)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -263,7 +285,13 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
         model.train()
         _keep_bn_frozen(model)
         for batch in batches(epoch + 1):
-            loss, _ = criterion(model(normalize(batch["images"])), batch)
+            images = normalize(batch["images"])
+            if teacher is None:
+                loss, _ = criterion(model(images), batch)
+            else:
+                with torch.no_grad():
+                    target = teacher(images)
+                loss = teacher_matching_loss(model(images), target)
             if not torch.isfinite(loss):
                 raise QATError(f"QAT loss became non-finite at epoch {epoch + 1}: lower --lr (now {lr:g})")
             optimizer.zero_grad(set_to_none=True)
@@ -287,7 +315,8 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
                 p.copy_(averaged[n])
     section = {"scheme": {"weights": "int8 per output channel, symmetric, [-127, 127], BN folded",
                           "activations": "int8 per tensor, asymmetric, [-128, 127], moving-average min/max"},
-               "ranges": qat.ranges(), "epochs": epochs, "lr": lr, "ema": ema, "steps": steps, "source": str(checkpoint),
+               "ranges": qat.ranges(), "epochs": epochs, "lr": lr, "ema": ema, "objective": objective,
+               "steps": steps, "source": str(checkpoint),
                "final_loss": sum(losses[-10:]) / max(1, len(losses[-10:])), "train_s": round(time.perf_counter() - start, 1),
                "route": ROUTE}
     baked = qat.bake()

@@ -39,6 +39,8 @@ class ModelConfig:
     share_head_levels: bool = False  # det/pose heads: one tower per level with its own BN statistics (YOLOv8/
     # YOLOX; same FLOPs, more weights) | true = one for all levels (BN statistics mixed over levels: keypoint
     # AP50 0.39 vs 0.62 on scale-spread data, docs/benchmarks.md#pyramid-levels)
+    box_bins: int = 0  # box regression: 0 = one softplus distance per side | n > 1 = a distribution over n bins per
+    # side (DFL, Li et al. 2020; YOLOv8 uses 16): distances up to n - 1 strides, read as the distribution's mean
     pose_level: str = "own"  # pose keypoints of every anchor: own (its own level) | finest (read from the finest
     # head level under the anchor's centre: detection picks the level, joints come from the sharpest features)
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "pose"])  # any subset
@@ -51,6 +53,8 @@ class AugmentConfig:
     color: float = 0.8  # probability of colour jitter
     cutout: float = 0.0  # probability of CoarseDropout
     mosaic: float = 0.0  # probability of a 4-image mosaic (partners drawn from the same source)
+    mosaic_scale: tuple[float, float] = (0.5, 1.0)  # the 2x2 mosaic canvas is rescaled by this range before the crop
+    # (YOLOv8: 0.5-1.5, which keeps the objects' mean scale; 0.5-1.0 shrinks them on average)
     mixup: float = 0.0  # probability of blending with a second (augmented) image, YOLOX-style
     no_aug_epochs: int = 0  # last N epochs without mosaic, mixup and cutout (YOLOX's "no-aug" finish)
 
@@ -104,7 +108,9 @@ class DataConfig:
 @dataclass
 class LossConfig:
     det: float = 1.0  # weight of the detection loss (cls + box)
-    box: float = 2.5  # GIoU weight inside the detection loss
+    box: float = 2.5  # IoU-loss weight inside the detection loss
+    box_iou: str = "giou"  # giou | ciou (CIoU, Zheng et al. 2020: adds centre distance and aspect ratio terms)
+    dfl: float = 0.5  # distribution focal loss weight (only with model.box_bins > 1)
     seg: float = 1.0  # weight of the segmentation loss
     seg_resolution: str = "input"  # input: logits upsampled to the labels (exact boundaries) | logits: labels
     # subsampled to the logits' stride-4 grid (16x fewer pixels: ~40 ms less per CPU step at 192 px, batch 16)
@@ -404,6 +410,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"loss.balance: expected fixed, uncertainty or dwa, got {cfg.loss.balance!r}")
     if cfg.model.pose_level not in ("own", "finest"):
         raise ConfigError(f"model.pose_level: expected own or finest, got {cfg.model.pose_level!r}")
+    if cfg.model.box_bins < 0 or cfg.model.box_bins == 1:
+        raise ConfigError(f"model.box_bins: expected 0 (softplus distances) or >= 2 bins, got {cfg.model.box_bins}")
+    lo, hi = cfg.data.augment.mosaic_scale
+    if not 0 < lo <= hi:
+        raise ConfigError(f"data.augment.mosaic_scale: expected [low, high] with 0 < low <= high, got [{lo}, {hi}]")
+    if cfg.loss.box_iou not in ("giou", "ciou"):
+        raise ConfigError(f"loss.box_iou: expected giou or ciou, got {cfg.loss.box_iou!r}")
     if cfg.loss.seg_resolution not in ("input", "logits"):
         raise ConfigError(f"loss.seg_resolution: expected input or logits, got {cfg.loss.seg_resolution!r}")
     if cfg.train.amp not in ("auto", "bf16", "fp16", "off"):

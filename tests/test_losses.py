@@ -21,11 +21,12 @@ def _batch(root, n=4):
     return src.meta, collate([t(src.load(i)) for i in range(n)])
 
 
-def _setup(root):
+def _setup(root, box_bins=0, box_iou="giou"):
     torch.manual_seed(0)
     meta, batch = _batch(root)
-    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), meta)
-    crit = MultiTaskCriterion(meta, model.tasks, LossConfig())
+    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16,
+                                    box_bins=box_bins), meta)
+    crit = MultiTaskCriterion(meta, model.tasks, LossConfig(box_iou=box_iou))
     return model.eval(), crit, batch  # eval-mode BN: per-sample outputs do not depend on the batch
 
 
@@ -97,3 +98,58 @@ def test_segmentation_loss_on_the_logit_grid_reads_the_label_at_each_cell_centre
     assert torch.equal(subsample_labels(masks, (4, 4)), centres)
     with pytest.raises(ValueError, match="integer multiple"):
         subsample_labels(masks[:, :15], (4, 4))
+
+
+def test_distribution_mean_reads_the_bin_a_peaked_distribution_puts_its_mass_on():
+    from mtnet.models.heads.detection import distances_to_pixels, distribution_mean
+
+    logits = torch.full((2, 3, 4, 16), -30.0)
+    picks = torch.tensor([[0, 3, 7, 15], [1, 2, 4, 8], [5, 5, 5, 5]])
+    for a in range(3):
+        for side in range(4):
+            logits[:, a, side, picks[a, side]] = 30.0
+    raw = logits.flatten(2)  # side-major, as the head lays them out
+    torch.testing.assert_close(distribution_mean(raw), picks.float().expand(2, 3, 4))
+    torch.testing.assert_close(distances_to_pixels(raw[0], torch.tensor([8.0, 16.0, 32.0])),
+                               picks.float() * torch.tensor([[8.0], [16.0], [32.0]]))
+
+
+def test_distribution_focal_loss_is_smallest_for_the_two_bins_around_the_target():
+    from mtnet.losses.detection import distribution_focal_loss
+
+    target = torch.full((1, 4), 3.25)
+    def loss_for(probs):
+        return float(distribution_focal_loss(probs.log().repeat(1, 4), target, torch.ones(1)))
+    split = torch.full((1, 16), 1e-6)
+    split[0, 3], split[0, 4] = 0.75, 0.25  # the DFL optimum: mass on the neighbours, weighted by nearness
+    peaked = torch.full((1, 16), 1e-6)
+    peaked[0, 3] = 1.0
+    far = torch.full((1, 16), 1e-6)
+    far[0, 9] = 1.0
+    assert loss_for(split) < loss_for(peaked) < loss_for(far)
+    assert loss_for(split) == pytest.approx(-(0.75 * torch.tensor(0.75).log() + 0.25 * torch.tensor(0.25).log()).item(),
+                                            abs=1e-3)
+
+
+def test_ciou_adds_centre_distance_and_aspect_ratio_to_iou():
+    from mtnet.losses.boxes import box_iou_pairwise, complete_iou
+
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    assert complete_iou(a, a).item() == pytest.approx(1.0, abs=1e-6)
+    shifted = torch.tensor([[5.0, 0.0, 15.0, 10.0]])  # same shape, centre 5 px away, hull 15 x 10
+    expected = box_iou_pairwise(a, shifted).item() - 25.0 / (15.0**2 + 10.0**2)
+    assert complete_iou(a, shifted).item() == pytest.approx(expected, abs=1e-5)
+    wide = torch.tensor([[-5.0, 2.5, 15.0, 7.5]])  # same centre, other aspect ratio
+    assert complete_iou(a, wide).item() < box_iou_pairwise(a, wide).item()
+
+
+@pytest.mark.parametrize("box_iou", ["giou", "ciou"])
+def test_dfl_model_trains_box_bins_with_dfl_and_the_chosen_iou_loss(synthetic_root, box_iou):
+    model, crit, batch = _setup(synthetic_root, box_bins=16, box_iou=box_iou)
+    grads, logs = _grads(model, crit, batch)
+    assert model(normalize(batch["images"]))["box"].shape[-1] == 64 and logs["dfl"] > 0
+    box_grads = {n: g for n, g in grads.items() if ".box_pred." in n}
+    assert box_grads and sum(float(g.abs().sum()) for g in box_grads.values()) > 0
+    crit.cfg.dfl = 0.0  # the DFL term is part of the box branch's gradient
+    without_dfl, _ = _grads(model, crit, batch)
+    assert any(not torch.allclose(g, without_dfl[n]) for n, g in box_grads.items())

@@ -96,10 +96,12 @@ def test_pose_without_det_is_rejected():
         build_model(ModelConfig(tasks=["pose"]), META)
 
 
-def test_trace_and_onnx_export_of_deploy_mode(tmp_path):
+@pytest.mark.parametrize("box_bins", [0, 16])
+def test_trace_and_onnx_export_of_deploy_mode(tmp_path, box_bins):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META).eval()
+    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16,
+                                    box_bins=box_bins), META).eval()
     model.deploy = True
     x = torch.randn(1, 3, 160, 160)
     traced = torch.jit.trace(model, x)
@@ -115,18 +117,22 @@ def test_trace_and_onnx_export_of_deploy_mode(tmp_path):
         assert abs(a - b.detach().numpy()).max() < 1e-3
 
 
-def test_deploy_decode_matches_training_decode():
-    """The in-graph decode (what exports ship) equals the decode the losses train."""
+@pytest.mark.parametrize("box_bins", [0, 16])
+def test_deploy_decode_matches_training_decode(box_bins):
+    """The in-graph decode (what exports ship) equals the decode the losses train, for softplus distances and
+    for bin distributions (DFL)."""
     from mtnet.models.heads.detection import distances_to_boxes, distances_to_pixels
     from mtnet.models.heads.pose import keypoints_to_pixels
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16), META).eval()
+    model = build_model(ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16,
+                                    box_bins=box_bins), META).eval()
     x = torch.randn(1, 3, 160, 160)
     with torch.no_grad():
         raw = model(x)
         model.deploy = True
         boxes, scores, kpts, _ = model(x)
+    assert raw["box"].shape[-1] == 4 * max(box_bins, 1)
     unclipped = distances_to_boxes(distances_to_pixels(raw["box"], raw["strides"]), raw["points"])
     torch.testing.assert_close(boxes, unclipped.clamp(0, 160), atol=1e-4, rtol=0)
     torch.testing.assert_close(scores, raw["cls"].sigmoid())

@@ -132,3 +132,38 @@ def test_qat_ema_bakes_averaged_weights_on_the_grid(tiny_run, tmp_path):
     w = model.backbone.features[0][0].weight.detach()
     q = w / (w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127)
     assert torch.allclose(q, q.round(), atol=1e-3)
+
+
+def test_teacher_matching_loss_is_zero_for_the_teacher_and_scale_free():
+    from mtnet.calibration.qat import teacher_matching_loss
+
+    torch.manual_seed(0)
+    teacher = {"cls": torch.randn(2, 50, 3) * 5, "box": torch.randn(2, 50, 4) * 0.1, "points": torch.rand(50, 2)}
+    same = {k: v.clone().requires_grad_(k != "points") for k, v in teacher.items()}
+    assert float(teacher_matching_loss(same, teacher)) == 0.0
+    # the same relative error on outputs of very different scales costs the same
+    off_cls = {**same, "cls": (teacher["cls"] * 1.1).requires_grad_()}
+    off_box = {**same, "box": (teacher["box"] * 1.1).requires_grad_()}
+    a, b = float(teacher_matching_loss(off_cls, teacher)), float(teacher_matching_loss(off_box, teacher))
+    assert a > 0 and a == pytest.approx(b, rel=0.2)
+
+
+def test_qat_teacher_objective_keeps_the_model_closer_to_the_float_outputs(tiny_run, tmp_path):
+    """objective=teacher ends nearer the float checkpoint's outputs than the same fine-tune on the labels; the
+    objective is recorded in the checkpoint's qat section."""
+    from mtnet.calibration.qat import qat_finetune, teacher_matching_loss
+
+    teacher, _ = load_model_from_checkpoint(tiny_run / "best.pt")
+    images = torch.rand(4, 3, 96, 96)
+    with torch.no_grad():
+        target = teacher.eval()(images)
+    gaps = {}
+    for objective in ("labels", "teacher"):
+        section = qat_finetune(tiny_run / "best.pt", tmp_path / f"{objective}.pt", epochs=2, lr=3e-3,
+                               objective=objective, progress=False)
+        assert section["objective"] == objective
+        model, _ = load_model_from_checkpoint(tmp_path / f"{objective}.pt")
+        gaps[objective] = float(teacher_matching_loss(model.eval()(images), target))
+    assert gaps["teacher"] < gaps["labels"]
+    with pytest.raises(Exception, match="objective"):
+        qat_finetune(tiny_run / "best.pt", tmp_path / "x.pt", objective="distill", progress=False)

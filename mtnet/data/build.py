@@ -275,4 +275,4 @@ def build_train_dataset(cfg: Config, source, meta: DatasetMeta) -> MultiTaskData
     transform = TrainTransform(cfg.data.imgsz, aug, meta.flip_index, crop=cfg.data.train_crop)
     return MultiTaskDataset(source, transform, seed=cfg.train.seed, mosaic=aug.mosaic, mixup=aug.mixup,
                             no_aug_epochs=aug.no_aug_epochs, total_epochs=cfg.train.epochs,
-                            on_error=cfg.data.on_error)
+                            on_error=cfg.data.on_error, mosaic_scale=aug.mosaic_scale)

@@ -37,7 +37,8 @@ class MultiTaskDataset(Dataset):
     """
 
     def __init__(self, source: Source, transform, seed: int = 0, *, mosaic: float = 0.0, mixup: float = 0.0,
-                 no_aug_epochs: int = 0, total_epochs: int = 0, on_error: str = "stop"):
+                 no_aug_epochs: int = 0, total_epochs: int = 0, on_error: str = "stop",
+                 mosaic_scale: tuple[float, float] = (0.5, 1.0)):
         self.source = source
         self.on_error = on_error
         self.transform = transform
@@ -46,7 +47,7 @@ class MultiTaskDataset(Dataset):
         self.mosaic_p, self.mixup_p = mosaic, mixup
         self.no_aug_epochs, self.total_epochs = no_aug_epochs, total_epochs
         self.strong = True
-        self.mosaic = Mosaic(transform.size) if mosaic > 0 else None
+        self.mosaic = Mosaic(transform.size, tuple(mosaic_scale)) if mosaic > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

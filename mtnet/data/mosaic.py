@@ -39,12 +39,12 @@ def _combine_flags(parts: list[Sample]) -> dict:
 
 
 class Mosaic:
-    """Tile 4 samples of size s into a 2s x 2s canvas, rescale it by 0.5-1.0, crop s x s at random."""
+    """Tile 4 samples of size s into a 2s x 2s canvas, rescale it by ``scale`` (a range), crop s x s at random."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, scale: tuple[float, float] = (0.5, 1.0)):
         self.size = size
         self.crop = A.Compose(
-            [A.RandomScale(scale_limit=(-0.5, 0.0), p=1.0),
+            [A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0),
              A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
                            fill_mask=IGNORE_INDEX),
              A.RandomCrop(height=size, width=size)],

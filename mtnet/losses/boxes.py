@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -26,3 +28,18 @@ def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torc
     inter = (rb_i - lt_i).clamp(min=0).prod(-1)
     union = (a[..., 2:] - a[..., :2]).prod(-1) + (b[..., 2:] - b[..., :2]).prod(-1) - inter
     return iou - (hull - union) / (hull + eps)
+
+
+def complete_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """CIoU (Zheng et al. 2020) of matching xyxy boxes [..., 4]: IoU minus the centre distance over the hull
+    diagonal (both squared) minus the aspect-ratio consistency term."""
+    iou = box_iou_pairwise(a, b, eps)
+    hull_wh = torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])
+    diag2 = hull_wh.pow(2).sum(-1) + eps
+    centre2 = ((a[..., :2] + a[..., 2:]) - (b[..., :2] + b[..., 2:])).pow(2).sum(-1) / 4
+    wa, ha = (a[..., 2] - a[..., 0]).clamp(min=eps), (a[..., 3] - a[..., 1]).clamp(min=eps)
+    wb, hb = (b[..., 2] - b[..., 0]).clamp(min=eps), (b[..., 3] - b[..., 1]).clamp(min=eps)
+    v = (4 / math.pi**2) * (torch.atan(wb / hb) - torch.atan(wa / ha)).pow(2)
+    with torch.no_grad():
+        alpha = v / (v - iou + (1 + eps))
+    return iou - centre2 / diag2 - alpha * v

@@ -19,6 +19,7 @@ def build_model(cfg: ModelConfig, meta: DatasetMeta) -> MultiTaskNet:
         head_strides=tuple(cfg.head_strides),
         share_head_levels=cfg.share_head_levels,
         pose_level=cfg.pose_level,
+        box_bins=cfg.box_bins,
     )
 
 

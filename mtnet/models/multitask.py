@@ -50,6 +50,7 @@ class MultiTaskNet(nn.Module):
         head_strides: tuple[int, ...] = PYRAMID_STRIDES,
         share_head_levels: bool = True,
         pose_level: str = "own",
+        box_bins: int = 0,
     ):
         super().__init__()
         self.task_set = resolve_tasks(tasks)
@@ -60,7 +61,8 @@ class MultiTaskNet(nn.Module):
         self.backbone = MobileNetV2(width)
         uses_c2 = any(t.uses_c2 for t in self.task_set)
         self.neck = FPNLite(self.backbone.out_channels, neck_channels, pan=pan, with_c2=uses_c2)
-        spec = HeadSpec(neck_channels, head_channels, seg_channels, len(head_strides), share_head_levels, pose_level)
+        spec = HeadSpec(neck_channels, head_channels, seg_channels, len(head_strides), share_head_levels, pose_level,
+                        box_bins)
         self.heads = nn.ModuleDict({t.name: t.build_head(meta, spec) for t in self.task_set})
         self.deploy = False
         self.seg_output = "logits"  # deploy mode: "logits" or "argmax"

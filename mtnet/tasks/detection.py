@@ -15,8 +15,9 @@ from torch import nn
 from ..decode import decode_detections, decode_nms_outputs
 from ..eval.coco import coco_bbox_metrics, detections_to_coco
 from ..losses.assigner import task_aligned_assign
-from ..losses.detection import giou_loss, quality_focal_loss
-from ..models.heads.detection import DetectionHead, anchor_points, distances_to_boxes, distances_to_pixels
+from ..losses.detection import distribution_focal_loss, iou_loss, quality_focal_loss
+from ..models.heads.detection import (DetectionHead, anchor_points, distances_to_boxes, distances_to_pixels,
+                                      distribution_mean)
 from . import register_task
 from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
 
@@ -26,7 +27,7 @@ NMS_OUTPUT_NAMES = ("detections", "num_detections")  # outputs of a graph export
 @register_task
 class DetectionTask(Task):
     name = "det"
-    loss_logs = ("cls", "box")
+    loss_logs = ("cls", "box", "dfl")
     diagnostic_logs = ("num_fg",)  # foreground anchors per step: 0 means the assigner matched nothing
     metric_keys = ("bbox_AP", "bbox_AP50")
     gated_metric = "bbox_AP50"
@@ -60,7 +61,7 @@ class DetectionTask(Task):
 
     def build_head(self, meta, spec: HeadSpec) -> nn.Module:
         return DetectionHead(spec.neck_channels, spec.head_channels, len(meta.det_classes),
-                             num_levels=spec.num_levels, share_levels=spec.share_levels)
+                             num_levels=spec.num_levels, share_levels=spec.share_levels, bins=spec.box_bins)
 
     def forward(self, head, feats: Features, out) -> dict[str, torch.Tensor]:
         shapes = [(int(p.shape[2]), int(p.shape[3])) for p in feats.head_levels]
@@ -82,13 +83,17 @@ class DetectionTask(Task):
         xyxy = (cx, cy, cx, cy) + softplus(raw) * stride * (-1, -1, 1, 1): one mul + add on the head (onnx2tf
         1.28 mis-converts `constant - tensor` and transposes the concatenated result). softplus as
         relu(x) + log(1 + exp(-|x|)): same value, but exp/log only see [-inf, 0] / [1, 2], which int8 PTQ can
-        represent (exp of raw logits saturates an int8 range and broke boxes). Boxes are clipped to the
+        represent (exp of raw logits saturates an int8 range and broke boxes). Bin distributions (DFL) decode
+        as softmax + weighted sum on a rank-3 view (``distribution_mean``). Boxes are clipped to the
         (square, letterboxed) input canvas, which also bounds their int8 range.
         """
         points = out["points"][None]  # [1, A, 2]
         strides = out["strides"][None, :, None]  # [1, A, 1]
         raw = out["box"]
-        dist = torch.relu(raw) + torch.log(1.0 + torch.exp(-torch.abs(raw)))
+        if raw.shape[-1] == 4:
+            dist = torch.relu(raw) + torch.log(1.0 + torch.exp(-torch.abs(raw)))
+        else:
+            dist = distribution_mean(raw)
         signed = torch.cat([-strides, -strides, strides, strides], dim=-1)  # [1, A, 4]
         boxes = (points.repeat(1, 1, 2) + dist * signed).clamp(0.0, float(max(images.shape[-2:])))
         return [boxes, out["cls"].sigmoid()]
@@ -107,9 +112,18 @@ class DetectionTask(Task):
         weights = torch.tensor(meta.det_class_weights, dtype=torch.float32, device=dev) if meta.det_class_weights else None
         cls = quality_focal_loss(cls_logits, assign.target_scores, class_weights=weights) / norm
         fg = assign.fg
-        box = giou_loss(pred_boxes[fg], assign.target_boxes[fg], assign.target_scores.sum(-1)[fg]) / norm
+        quality = assign.target_scores.sum(-1)[fg]
+        box = iou_loss(pred_boxes[fg], assign.target_boxes[fg], quality, cfg.box_iou) / norm
         det = cls + cfg.box * box
-        return det, {"cls": float(cls.detach()), "box": float(box.detach()), "num_fg": float(fg.sum())}
+        logs = {"cls": float(cls.detach()), "box": float(box.detach()), "num_fg": float(fg.sum())}
+        if raw_box.shape[-1] > 4:  # distances regressed as distributions: DFL towards the target edges
+            fg_points, fg_strides = points.expand(fg.shape[0], -1, -1)[fg], strides.expand(fg.shape[0], -1)[fg]
+            target = torch.cat([fg_points - assign.target_boxes[fg][:, :2], assign.target_boxes[fg][:, 2:] - fg_points],
+                               -1) / fg_strides[:, None]
+            dfl = distribution_focal_loss(raw_box[fg], target, quality) / norm
+            det = det + cfg.dfl * dfl
+            logs["dfl"] = float(dfl.detach())
+        return det, logs
 
     def decode(self, outputs, index, result, scale, shape, opts: DecodeOptions) -> None:
         if "detections" in outputs:  # exported with in-graph NMS
