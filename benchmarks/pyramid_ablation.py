@@ -42,6 +42,7 @@ class Variant:
 
 MOSAIC_SEP = ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")
 DFL = ("model.box_bins=16", "loss.box_iou=ciou")
+RECIPE = (*MOSAIC_SEP, *DFL, "data.augment.mosaic_scale=[0.5,1.5]", "data.augment.no_aug_epochs=10")
 VARIANTS = (
     Variant("p3", "stride 8 only", ("model.head_strides=[8]",)),
     Variant("p345", "8/16/32, heads shared across levels", ("model.share_head_levels=true",)),
@@ -66,6 +67,13 @@ VARIANTS = (
     Variant("sm_dfl", "… DFL (16 bins) + CIoU", (*MOSAIC_SEP, *DFL)),
     Variant("dfl_close10", "… DFL + CIoU, last 10 epochs without mosaic", (*MOSAIC_SEP, *DFL, "data.augment.no_aug_epochs=10")),
     Variant("dfl_mscale", "… DFL + CIoU, mosaic rescaled 0.5-1.5", (*MOSAIC_SEP, *DFL, "data.augment.mosaic_scale=[0.5,1.5]")),
+    # the resulting recipe (library defaults + mosaic), for the peers' task sets (YOLO11n detect: boxes;
+    # YOLO11n-pose: person boxes + keypoints) and on stride 8 alone
+    Variant("new", "8/16/32, DFL + CIoU, mosaic 0.5-1.5, 10 epochs no-mosaic finish", RECIPE),
+    Variant("new_p3", "stride 8 only, DFL + CIoU, mosaic 0.5-1.5, 10 epochs no-mosaic finish",
+            ("model.head_strides=[8]", *RECIPE)),
+    Variant("new_det", "8/16/32, same recipe, detection only", (*RECIPE, "model.tasks=[det]")),
+    Variant("new_detpose", "8/16/32, same recipe, detection + pose", (*RECIPE, "model.tasks=[det,pose]")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 

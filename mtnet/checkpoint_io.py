@@ -64,7 +64,7 @@ def _version_mismatch(path: Path, state: dict[str, Any]) -> str:
 
 
 # Config keys added after format version 2, with the behaviour of the checkpoints written before them.
-_PRE_KEY_DEFAULTS = {"model": {"share_head_levels": True}}
+_PRE_KEY_DEFAULTS = {"model": {"share_head_levels": True, "box_bins": 0}, "loss": {"box_iou": "giou"}}
 
 
 def stored_config(state: dict[str, Any], path: str | Path) -> Config:

@@ -39,8 +39,9 @@ class ModelConfig:
     share_head_levels: bool = False  # det/pose heads: one tower per level with its own BN statistics (YOLOv8/
     # YOLOX; same FLOPs, more weights) | true = one for all levels (BN statistics mixed over levels: keypoint
     # AP50 0.39 vs 0.62 on scale-spread data, docs/benchmarks.md#pyramid-levels)
-    box_bins: int = 0  # box regression: 0 = one softplus distance per side | n > 1 = a distribution over n bins per
-    # side (DFL, Li et al. 2020; YOLOv8 uses 16): distances up to n - 1 strides, read as the distribution's mean
+    box_bins: int = 16  # box regression: n > 1 = a distribution over n bins per side (DFL, Li et al. 2020, as
+    # YOLOv8): distances up to n - 1 strides, read as the distribution's mean | 0 = one softplus distance per side
+    # (box AP50 0.56 vs 0.64 with CIoU on scale-spread data, docs/benchmarks.md#detection-recipe)
     pose_level: str = "own"  # pose keypoints of every anchor: own (its own level) | finest (read from the finest
     # head level under the anchor's centre: detection picks the level, joints come from the sharpest features)
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "pose"])  # any subset
@@ -53,8 +54,9 @@ class AugmentConfig:
     color: float = 0.8  # probability of colour jitter
     cutout: float = 0.0  # probability of CoarseDropout
     mosaic: float = 0.0  # probability of a 4-image mosaic (partners drawn from the same source)
-    mosaic_scale: tuple[float, float] = (0.5, 1.0)  # the 2x2 mosaic canvas is rescaled by this range before the crop
-    # (YOLOv8: 0.5-1.5, which keeps the objects' mean scale; 0.5-1.0 shrinks them on average)
+    mosaic_scale: tuple[float, float] = (0.5, 1.5)  # the 2x2 mosaic canvas is rescaled by this range before the crop:
+    # 0.5-1.5 (as YOLOv8) keeps the objects' mean scale; 0.5-1.0 shrinks them, and large-object AP and keypoint AP
+    # fell with it (docs/benchmarks.md#detection-recipe)
     mixup: float = 0.0  # probability of blending with a second (augmented) image, YOLOX-style
     no_aug_epochs: int = 0  # last N epochs without mosaic, mixup and cutout (YOLOX's "no-aug" finish)
 
@@ -109,7 +111,7 @@ class DataConfig:
 class LossConfig:
     det: float = 1.0  # weight of the detection loss (cls + box)
     box: float = 2.5  # IoU-loss weight inside the detection loss
-    box_iou: str = "giou"  # giou | ciou (CIoU, Zheng et al. 2020: adds centre distance and aspect ratio terms)
+    box_iou: str = "ciou"  # ciou (CIoU, Zheng et al. 2020: IoU - centre distance - aspect-ratio term) | giou
     dfl: float = 0.5  # distribution focal loss weight (only with model.box_bins > 1)
     seg: float = 1.0  # weight of the segmentation loss
     seg_resolution: str = "input"  # input: logits upsampled to the labels (exact boundaries) | logits: labels

@@ -109,7 +109,7 @@ def test_distribution_mean_reads_the_bin_a_peaked_distribution_puts_its_mass_on(
         for side in range(4):
             logits[:, a, side, picks[a, side]] = 30.0
     raw = logits.flatten(2)  # side-major, as the head lays them out
-    torch.testing.assert_close(distribution_mean(raw), picks.float().expand(2, 3, 4))
+    torch.testing.assert_close(distribution_mean(raw, 16), picks.float().expand(2, 3, 4))
     torch.testing.assert_close(distances_to_pixels(raw[0], torch.tensor([8.0, 16.0, 32.0])),
                                picks.float() * torch.tensor([[8.0], [16.0], [32.0]]))
 

@@ -36,7 +36,7 @@ def test_no_transposed_or_deformable_convs_and_shapes(cfg):
         out = model(torch.randn(2, 3, 160, 160))
     a = (20 * 20 + 10 * 10 + 5 * 5)
     if "det" in cfg.tasks:
-        assert out["cls"].shape == (2, a, 3) and out["box"].shape == (2, a, 4)
+        assert out["cls"].shape == (2, a, 3) and out["box"].shape == (2, a, 4 * cfg.box_bins)
     if "pose" in cfg.tasks:
         assert out["kpt"].shape == (2, a, 17, 3)
     if "seg" in cfg.tasks:

@@ -38,7 +38,7 @@ class MultiTaskDataset(Dataset):
 
     def __init__(self, source: Source, transform, seed: int = 0, *, mosaic: float = 0.0, mixup: float = 0.0,
                  no_aug_epochs: int = 0, total_epochs: int = 0, on_error: str = "stop",
-                 mosaic_scale: tuple[float, float] = (0.5, 1.0)):
+                 mosaic_scale: tuple[float, float] = (0.5, 1.5)):
         self.source = source
         self.on_error = on_error
         self.transform = transform

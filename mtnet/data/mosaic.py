@@ -41,7 +41,7 @@ def _combine_flags(parts: list[Sample]) -> dict:
 class Mosaic:
     """Tile 4 samples of size s into a 2s x 2s canvas, rescale it by ``scale`` (a range), crop s x s at random."""
 
-    def __init__(self, size: int, scale: tuple[float, float] = (0.5, 1.0)):
+    def __init__(self, size: int, scale: tuple[float, float] = (0.5, 1.5)):
         self.size = size
         self.crop = A.Compose(
             [A.RandomScale(scale_limit=(scale[0] - 1.0, scale[1] - 1.0), p=1.0),

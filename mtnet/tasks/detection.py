@@ -90,10 +90,11 @@ class DetectionTask(Task):
         points = out["points"][None]  # [1, A, 2]
         strides = out["strides"][None, :, None]  # [1, A, 1]
         raw = out["box"]
-        if raw.shape[-1] == 4:
+        bins = model.heads[self.name].bins
+        if not bins:
             dist = torch.relu(raw) + torch.log(1.0 + torch.exp(-torch.abs(raw)))
         else:
-            dist = distribution_mean(raw)
+            dist = distribution_mean(raw, bins)
         signed = torch.cat([-strides, -strides, strides, strides], dim=-1)  # [1, A, 4]
         boxes = (points.repeat(1, 1, 2) + dist * signed).clamp(0.0, float(max(images.shape[-2:])))
         return [boxes, out["cls"].sigmoid()]

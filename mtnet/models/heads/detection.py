@@ -42,6 +42,7 @@ class DetectionHead(nn.Module):
             nn.init.normal_(box_pred.weight, std=0.01)
             nn.init.constant_(box_pred.bias, 0.5 if bins <= 1 else 0.0)
         self.num_classes = num_classes
+        self.bins = bins if bins > 1 else 0
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return class logits [B, A, C] and raw distances [B, A, 4] (or bin logits [B, A, 4 * bins], side-major)
@@ -56,19 +57,21 @@ def distances_to_pixels(raw: torch.Tensor, strides: torch.Tensor) -> torch.Tenso
     0), or the mean of each side's softmax over ``raw.shape[-1] // 4`` bins."""
     if raw.shape[-1] == 4:
         return nn.functional.softplus(raw) * strides[:, None]
-    return distribution_mean(raw) * strides[:, None]
+    batched = raw if raw.dim() == 3 else raw[None]
+    dist = distribution_mean(batched, raw.shape[-1] // 4)
+    return (dist if raw.dim() == 3 else dist[0]) * strides[:, None]
 
 
-def distribution_mean(raw: torch.Tensor) -> torch.Tensor:
-    """Bin logits [..., 4 * n] (side-major) -> the mean bin of each side's softmax [..., 4], in strides.
+def distribution_mean(raw: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin logits [B, A, 4 * bins] (side-major) -> the mean bin of each side's softmax [B, A, 4], in strides.
 
-    Written as softmax + multiply by the bin values + sum over the last axis of a rank-3 view, ops every TFLite
-    delegate runs (no matmul, no rank-4 broadcasting)."""
-    bins = raw.shape[-1] // 4
-    lead = raw.shape[:-1]
-    prob = raw.reshape(-1, lead[-1] * 4, bins).softmax(-1)
+    Written for converters: softmax + multiply by the bin values + sum over the last axis of a rank-3 view (ops
+    every TFLite delegate runs; no matmul, no rank-4 broadcasting), and ``bins`` a Python int, so a traced
+    graph holds it as a constant."""
+    batch = raw.shape[0]
+    prob = raw.reshape(batch, -1, bins).softmax(-1)
     values = torch.arange(bins, dtype=raw.dtype, device=raw.device).view(1, 1, bins)
-    return (prob * values).sum(-1).reshape(*lead, 4)
+    return (prob * values).sum(-1).reshape(batch, -1, 4)
 
 
 def distances_to_boxes(dist: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
