@@ -74,6 +74,8 @@ VARIANTS = (
             ("model.head_strides=[8]", *RECIPE)),
     Variant("new_det", "8/16/32, same recipe, detection only", (*RECIPE, "model.tasks=[det]")),
     Variant("new_detpose", "8/16/32, same recipe, detection + pose", (*RECIPE, "model.tasks=[det,pose]")),
+    Variant("new_detpose_w1", "8/16/32, same recipe, detection + pose, pose loss weight 1.0",
+            (*RECIPE, "model.tasks=[det,pose]", "loss.pose=1.0")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 
