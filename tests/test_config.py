@@ -35,7 +35,6 @@ def test_unknown_override_is_rejected():
         ("model.head_strides=[4,8]", "model.head_strides: expected an ascending subset"),
         ("model.head_strides=[16,8]", "model.head_strides: expected an ascending subset"),
         ("model.head_strides=[]", "model.head_strides: expected an ascending subset"),
-        ("model.pan=true", "model.pan: the bottom-up path ends in P5"),  # quickstart reads only stride 8
         ("noequals", "key.sub=value"),
     ],
 )
@@ -45,6 +44,11 @@ def test_bad_values_give_clear_errors(override, message):
         return
     with pytest.raises(ConfigError, match=message):
         load_config("quickstart", [override])
+
+
+def test_pan_needs_a_head_on_stride_32():
+    with pytest.raises(ConfigError, match="model.pan: the bottom-up path ends in P5"):
+        load_config("quickstart", ["model.head_strides=[8]", "model.pan=true"])
 
 
 def test_missing_config_file_lists_packaged_ones():

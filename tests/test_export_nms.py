@@ -28,8 +28,8 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
     After one epoch every anchor scores about the 0.01 prior (ties everywhere), so which boxes any NMS keeps
     would hinge on tie order. Here the class logits are a fixed random projection of the real head features,
     centred and scaled to a standard deviation of 2 over the anchors of two val images: distinct scores
-    from the real network on real images. The heads read strides 8/16/32 (the default; the quickstart
-    config of ``tiny_run``, exported in test_export.py, reads stride 8 only): the same weights, so both
+    from the real network on real images. The heads read strides 8/16/32 (the default; ``tiny_run``,
+    exported in test_export.py, reads stride 8 only): the same weights, so both
     anchor layouts go through the converters.
     """
     from mtnet.checkpoint_io import load_checkpoint, load_model_from_checkpoint
