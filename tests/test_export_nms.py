@@ -57,10 +57,6 @@ def spread_checkpoint(tiny_run, synthetic_root, tmp_path_factory) -> Path:
     weights = state["ema"]["module"] if state.get("ema") else state["model"]
     weights["heads.det.cls_pred.weight"] = w.float()[:, :, None, None]
     weights["heads.det.cls_pred.bias"] = (-(f @ w.T).mean(0) - 2.0).float()
-    bins = model.heads["det"].bins
-    if bins:  # box distributions still uniform after one epoch (every box ~7.5 strides, clipped to the same
-        # corners: NMS ties); put each side's mass on short distances, as a trained model does for small objects
-        weights["heads.det.box_pred.bias"] = -torch.arange(bins, dtype=torch.float32).repeat(4)
     dst = folder / "spread.pt"
     save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, dst)
     return dst

@@ -57,9 +57,9 @@ def distances_to_pixels(raw: torch.Tensor, strides: torch.Tensor) -> torch.Tenso
     0), or the mean of each side's softmax over ``raw.shape[-1] // 4`` bins."""
     if raw.shape[-1] == 4:
         return nn.functional.softplus(raw) * strides[:, None]
-    batched = raw if raw.dim() == 3 else raw[None]
-    dist = distribution_mean(batched, raw.shape[-1] // 4)
-    return (dist if raw.dim() == 3 else dist[0]) * strides[:, None]
+    bins = raw.shape[-1] // 4
+    prob = raw.unflatten(-1, (4, bins)).softmax(-1)  # any leading shape, empty batches included
+    return (prob * torch.arange(bins, dtype=raw.dtype, device=raw.device)).sum(-1) * strides[:, None]
 
 
 def distribution_mean(raw: torch.Tensor, bins: int) -> torch.Tensor:
