@@ -322,7 +322,6 @@ def dfl_exported(synthetic_root, tmp_path_factory) -> Path:
     """A one-epoch detection model with the default DFL box head (the tiny fixtures use softplus distances),
     exported to ONNX, TFLite fp32 / int8 and CoreML."""
     from mtnet.workflows import train_and_report
-
     from tests.conftest import tiny_config
 
     runs = tmp_path_factory.mktemp("dfl_runs")

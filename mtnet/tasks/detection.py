@@ -16,8 +16,13 @@ from ..decode import decode_detections, decode_nms_outputs
 from ..eval.coco import coco_bbox_metrics, detections_to_coco
 from ..losses.assigner import task_aligned_assign
 from ..losses.detection import distribution_focal_loss, iou_loss, quality_focal_loss
-from ..models.heads.detection import (DetectionHead, anchor_points, distances_to_boxes, distances_to_pixels,
-                                      distribution_mean)
+from ..models.heads.detection import (
+    DetectionHead,
+    anchor_points,
+    distances_to_boxes,
+    distances_to_pixels,
+    distribution_mean,
+)
 from . import register_task
 from .base import CocoResultsEvaluator, DecodeOptions, Features, HeadSpec, OutputDef, Task, TaskEvaluator
 
