@@ -76,6 +76,10 @@ VARIANTS = (
     Variant("new_detpose", "8/16/32, same recipe, detection + pose", (*RECIPE, "model.tasks=[det,pose]")),
     Variant("new_detpose_w1", "8/16/32, same recipe, detection + pose, pose loss weight 1.0",
             (*RECIPE, "model.tasks=[det,pose]", "loss.pose=1.0")),
+    Variant("new_detpose_finest", "8/16/32, same recipe, detection + pose, keypoints from the finest level",
+            (*RECIPE, "model.tasks=[det,pose]", "model.pose_level=finest")),
+    Variant("new_detpose_nomosaic", "8/16/32, same recipe without mosaic, detection + pose",
+            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 
