@@ -94,14 +94,12 @@ def test_object_detector_matches_mtnet_predictor(mp_export, synthetic_root):
                 # with equal scores may come in either order, so each is matched to one of mtnet's
                 b = d.bounding_box
                 got_box = np.array([b.origin_x, b.origin_y, b.width, b.height], np.float64)
-
-                def same(i: int) -> bool:
-                    x0, y0, x1, y1 = (float(v) for v in ref.boxes[i])
-                    return (d.categories[0].category_name == predictor.meta.det_classes[int(ref.labels[i])]
-                            and abs(d.categories[0].score - float(ref.scores[i])) <= 1e-5
-                            and np.abs(got_box - np.array([x0, y0, x1 - x0, y1 - y0])).max() < 1.0)
-
-                match = next((i for i in unmatched if same(i)), None)
+                ref_boxes = np.concatenate([ref.boxes[:, :2], ref.boxes[:, 2:] - ref.boxes[:, :2]], 1)
+                same = [d.categories[0].category_name == predictor.meta.det_classes[int(label)]
+                        and abs(d.categories[0].score - float(score)) <= 1e-5
+                        and np.abs(got_box - box).max() < 1.0
+                        for box, label, score in zip(ref_boxes, ref.labels, ref.scores, strict=True)]
+                match = next((i for i in unmatched if same[i]), None)
                 assert match is not None, (d, ref)
                 unmatched.remove(match)
             total += len(got)
