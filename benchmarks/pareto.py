@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from mtnet.fileio import atomic_write
+from result_rows import run_rows, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "quickstart.yaml"
@@ -83,10 +83,6 @@ def run_point(width: float, size: int, args: argparse.Namespace) -> dict:
             "epochs": trained["epochs"], "train_min": round(trained["train_s"] / 60, 2), "params": trained["params"],
             "pytorch_metrics": {k: trained.get(k) for k in METRICS}, "artifacts": artifacts,
             "wall_min": round((time.perf_counter() - start) / 60, 2)}
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
 
 
 def time_artifacts(rows: dict[str, dict], runs: int, rounds: int) -> list:
@@ -177,16 +173,8 @@ def main() -> None:
     if unknown:
         p.error(f"unknown grid keys {unknown}; choose from {list(grid)}")
     out = Path(args.out)
-    row_dir = out.with_suffix("")
-    row_dir.mkdir(parents=True, exist_ok=True)
-    for key in [] if args.skip_train else chosen:
-        row_file = row_dir / f"{key}.json"
-        if row_file.exists() and not args.force:
-            continue
-        row = run_point(*grid[key], args)
-        write_json(row_file, row)
-        print(f"{key}: {json.dumps({p: a['metrics'] for p, a in row['artifacts'].items()})}", flush=True)
-    rows = {f.stem: json.loads(f.read_text()) for f in sorted(row_dir.glob("*.json"))}
+    rows = run_rows(out, [] if args.skip_train else chosen, lambda key: run_point(*grid[key], args),
+                    lambda row: {p: a["metrics"] for p, a in row["artifacts"].items()}, force=args.force)
     if args.no_report:
         return
     if not rows:

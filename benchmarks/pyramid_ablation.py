@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtnet.fileio import atomic_write
+from result_rows import run_rows, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "scale_spread.yaml"
@@ -99,10 +99,6 @@ def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, dat
             "params": metrics["params"], **{k: metrics.get(k) for k in METRICS}}
 
 
-def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
-
-
 def table(rows: dict[str, dict]) -> str:
     head = "| variant | epochs | train min | box AP | AP50 | AP S | AP M | AP L | kpt AP | kpt AP50 | mIoU |"
     lines = [head, "|---|" + "---:|" * 10]
@@ -131,16 +127,9 @@ def main() -> None:
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {list(known)}")
     out = Path(args.out)
-    row_dir = out.with_suffix("")
-    row_dir.mkdir(parents=True, exist_ok=True)
-    for key in chosen:
-        row_file = row_dir / f"{key}.json"
-        if row_file.exists() and not args.force:
-            continue
-        row = run_variant(known[key], args.epochs, args.threads, Path(args.runs), args.data_root, args.budget_min)
-        write_json(row_file, row)
-        print(f"{key}: {json.dumps({m: row[m] for m in METRICS})}", flush=True)
-    rows = {f.stem: json.loads(f.read_text()) for f in sorted(row_dir.glob("*.json"))}
+    rows = run_rows(out, chosen, lambda key: run_variant(known[key], args.epochs, args.threads, Path(args.runs),
+                                                         args.data_root, args.budget_min),
+                    lambda row: {m: row[m] for m in METRICS}, force=args.force)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor() or ''} "
               f"{os.cpu_count()} cores".strip(), "threads": args.threads, "base_config": str(BASE_CONFIG.relative_to(ROOT)),
               "rows": rows}
