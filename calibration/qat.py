@@ -20,6 +20,7 @@ exporter binds them to TFLite tensors by value (``export.qat_ranges``).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Iterator
@@ -253,7 +254,7 @@ def qat_finetune(checkpoint: str | Path, out: str | Path, *, epochs: int = 2, lr
     train_src = open_split(cfg, "train", data_root=data_root, meta=meta)
     dataset = build_train_dataset(cfg, train_src, meta)
     torch.manual_seed(cfg.train.seed)
-    teacher = load_model_from_checkpoint(checkpoint)[0].eval() if objective == "teacher" else None
+    teacher = copy.deepcopy(model).eval() if objective == "teacher" else None  # the float model, before fake-quant
     qat = prepare_qat(model)
     criterion = MultiTaskCriterion(meta, model.tasks, cfg.loss)
     params = [p for p in model.parameters() if p.requires_grad]
