@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from coco_subset import category_subset
 from peers_common import check_nms, offline_ultralytics
 
 COCO_FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]  # COCO keypoints, left <-> right
@@ -98,11 +99,8 @@ def convert_coco(data: Path, out: Path) -> dict[str, Path]:
                 label = (root / "labels" / split / img["file_name"]).with_suffix(".txt")
                 label.write_text("".join(dict.fromkeys(rows)))
             if kind == "pose" and split == "val":
-                gt = json.loads((data / "annotations" / f"instances_{split}.json").read_text())
-                gt["categories"] = [c for c in gt["categories"] if c["id"] in cls]
-                gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] in cls]
-                result["person_gt"] = out / "person_instances_val.json"
-                result["person_gt"].write_text(json.dumps(gt))
+                person = category_subset(data, out / "person_only", names, splits=("val",))
+                result["person_gt"] = person / "annotations" / "instances_val.json"
         spec: dict[str, Any] = {"path": str(root.resolve()), "train": "images/train", "val": "images/val",
                                 "names": dict(enumerate(names))}
         if kind == "pose":

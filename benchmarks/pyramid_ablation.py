@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coco_subset import category_subset
 from result_rows import run_rows, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ class Variant:
     key: str
     label: str
     overrides: tuple[str, ...]
+    person_only: bool = False  # YOLO11n-pose's task set: person boxes + keypoints (no other category)
 
 
 MOSAIC_SEP = ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")
@@ -80,6 +82,20 @@ VARIANTS = (
             (*RECIPE, "model.tasks=[det,pose]", "model.pose_level=finest")),
     Variant("new_detpose_nomosaic", "8/16/32, same recipe without mosaic, detection + pose",
             (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0")),
+    Variant("new_person_pose", "8/16/32, same recipe, person boxes + keypoints (YOLO11n-pose's task set)",
+            (*RECIPE, "model.tasks=[det,pose]"), person_only=True),
+    Variant("new_person_pose_nomosaic", "8/16/32, same recipe without mosaic, person boxes + keypoints",
+            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0"), person_only=True),
+    Variant("new_person_pose_nomosaic_p96", "… without mosaic, person boxes + keypoints, pose towers 96 wide",
+            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=96"), person_only=True),
+    Variant("new_person_pose_nomosaic_p128", "… without mosaic, person boxes + keypoints, pose towers 128 wide",
+            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128"), person_only=True),
+    Variant("new_person_pose_nomosaic_p128_s1", "… the same, seed 1",
+            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128", "train.seed=1"),
+            person_only=True),
+    Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
+            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128")),
+    Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 
@@ -88,12 +104,17 @@ def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, dat
                 budget_min: float) -> dict:
     """Train one variant in a child process (own thread count) and return its final metrics."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    overrides = variant.overrides
+    if variant.person_only:
+        subset = category_subset(ROOT / data_root, run_root / "data_person", ["person"])
+        overrides = (*overrides, f"data.sources=[{{type: coco, root: {subset}, train_split: train, val_split: val, "
+                                 "tasks: [det, pose]}]")
     cmd = [sys.executable, "-m", "mtnet", "train", str(BASE_CONFIG), f"train.epochs={epochs}", f"data.root={data_root}",
-           f"train.time_budget_min={budget_min}", f"name={variant.key}", f"output_dir={run_root}", *variant.overrides]
+           f"train.time_budget_min={budget_min}", f"name={variant.key}", f"output_dir={run_root}", *overrides]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     metrics = json.loads((run_root / variant.key / "metrics.json").read_text())
-    return {"label": variant.label, "overrides": list(variant.overrides), "epochs": metrics["epochs"],
+    return {"label": variant.label, "overrides": list(overrides), "epochs": metrics["epochs"],
             "budget_min": budget_min,
             "train_min": round(metrics["train_s"] / 60, 2), "wall_min": round((time.perf_counter() - start) / 60, 2),
             "params": metrics["params"], **{k: metrics.get(k) for k in METRICS}}

@@ -33,6 +33,8 @@ class ModelConfig:
     width: float = 1.0  # MobileNetV2 width multiplier (0.35-1.4)
     neck_channels: int = 64  # common width of the FPN-lite neck
     head_channels: int = 48  # width of the detection / pose towers
+    pose_channels: int = 0  # width of the pose towers alone (0 = head_channels): 17 joints to place from one anchor
+    # ask more of a tower than 4 box sides (docs/benchmarks.md#equal-cpu-budget-vs-yolo11n)
     seg_channels: int = 32  # width of the segmentation head (runs at stride 4: the costliest head per channel)
     pan: bool = False  # add a bottom-up PAN-lite path after the top-down FPN
     head_strides: list[int] = field(default_factory=lambda: [8, 16, 32])  # pyramid levels the det/pose heads read
@@ -120,6 +122,7 @@ class LossConfig:
     task_weights: dict[str, float] = field(default_factory=dict)  # weights of plug-in tasks by name (default 1)
     inst_weak: str = "box_semantic"  # inst masks of images without outlines: box_semantic (box-constrained semantic
     # target, same-class overlaps ignored; docs/architecture.md#instance-masks) | off (no mask loss there)
+    inst_dice: float = 0.0  # inst masks: weight of a Dice term next to the per-cell BCE
     balance: str = "fixed"  # fixed | uncertainty (learned log-variances) | dwa (dynamic weight averaging)
 
 
@@ -412,6 +415,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"loss.balance: expected fixed, uncertainty or dwa, got {cfg.loss.balance!r}")
     if cfg.model.pose_level not in ("own", "finest"):
         raise ConfigError(f"model.pose_level: expected own or finest, got {cfg.model.pose_level!r}")
+    if cfg.loss.inst_dice < 0:
+        raise ConfigError(f"loss.inst_dice: expected a weight >= 0, got {cfg.loss.inst_dice}")
+    if cfg.model.pose_channels < 0:
+        raise ConfigError(f"model.pose_channels: expected 0 (= model.head_channels) or a width, got {cfg.model.pose_channels}")
     if cfg.model.box_bins < 0 or cfg.model.box_bins == 1:
         raise ConfigError(f"model.box_bins: expected 0 (softplus distances) or >= 2 bins, got {cfg.model.box_bins}")
     lo, hi = cfg.data.augment.mosaic_scale

@@ -19,7 +19,7 @@ from mtnet.data.sample import IGNORE_INDEX, Sample
 from mtnet.data.transforms import EvalTransform, TrainTransform
 from mtnet.decode import Detections
 from mtnet.decode_masks import assemble_masks, unletterbox_masks
-from mtnet.losses.instance import full_targets, to_grid, weak_targets
+from mtnet.losses.instance import dice_loss, full_targets, mask_loss, to_grid, weak_targets
 from mtnet.tasks import get_task, resolve_tasks
 
 from .conftest import tiny_config
@@ -123,6 +123,34 @@ def test_weak_targets_box_class_inside_box_and_same_class_overlap_ignored():
     assert lab[0, 0, 0] == 0  # the map's own ignore pixels
     grid_fg, grid_valid = to_grid(fg, lab, 5, 5)
     assert grid_fg.shape == (3, 5, 5) and grid_valid.dtype == torch.bool
+
+
+
+def test_dice_term_weighs_a_missed_thin_part_by_its_share_of_the_object():
+    """A mask that drops a one-cell-wide limb: per-cell BCE over the box barely notices (the limb is a small
+    share of the box's cells), the Dice term counts it against the object's own area; outside the region
+    nothing is scored."""
+    target = torch.zeros(1, 8, 8)
+    target[0, 1:7, 1:3] = 1  # body
+    target[0, 6, 3:7] = 1  # a thin limb
+    region = torch.zeros(1, 8, 8, dtype=torch.bool)
+    region[0, 1:7, 1:7] = True
+    perfect = target * 20 - 10
+    no_limb = perfect.clone()
+    no_limb[0, 6, 3:7] = -10
+    assert dice_loss(perfect, target, region).item() < 1e-3
+    missed = dice_loss(no_limb, target, region).item()
+    assert missed == pytest.approx(1 - (2 * 12 + 1) / (12 + 16 + 1), abs=1e-3)
+    outside = perfect.clone()
+    outside[0, 0, :] = 10  # confident foreground outside the region
+    assert dice_loss(outside, target, region).item() < 1e-3
+    # the same miss through mask_loss: the Dice weight adds exactly that term
+    protos, coefs = no_limb.reshape(1, 8, 8), torch.ones(1, 1)
+    boxes = torch.tensor([[1.0, 1.0, 7.0, 7.0]])  # cells 1-6 at stride 1 (centres 1.5-6.5)
+    valid = torch.ones(1, 8, 8, dtype=torch.bool)
+    bce_only, _ = mask_loss(coefs, protos, target, valid, boxes, 1.0)
+    with_dice, n = mask_loss(coefs, protos, target, valid, boxes, 1.0, dice=2.0)
+    assert n == 1 and (with_dice - bce_only).item() == pytest.approx(2 * missed, abs=1e-3)
 
 
 # ---- decode and metric

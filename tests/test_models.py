@@ -189,3 +189,14 @@ def test_pose_from_the_finest_level_reads_the_cell_under_each_coarse_anchor():
     assert raw["kpt_points"][-25].tolist() == [20.0, 20.0] and raw["kpt_strides"].unique().tolist() == [8.0]
     expected = keypoints_to_pixels(raw["kpt"], raw["kpt_points"], raw["kpt_strides"])
     torch.testing.assert_close(kpts[..., :2], expected[..., :2], atol=1e-4, rtol=0)
+
+
+def test_pose_channels_widen_the_pose_towers_only():
+    """model.pose_channels sets the pose towers' width (0 = head_channels) and leaves detection alike."""
+    base = ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16, tasks=["det", "pose"])
+    narrow = build_model(base, META)
+    wide = build_model(ModelConfig(**{**base.__dict__, "pose_channels": 40}), META)
+    assert [p.shape for p in wide.heads["det"].parameters()] == [p.shape for p in narrow.heads["det"].parameters()]
+    assert narrow.heads["pose"].pred[0].weight.shape[1] == 16 and wide.heads["pose"].pred[0].weight.shape[1] == 40
+    out = wide.eval()(torch.randn(1, 3, 160, 160))
+    assert out["kpt"].shape == (1, 20 * 20 + 10 * 10 + 5 * 5, 17, 3)

@@ -63,15 +63,25 @@ def to_grid(fg: torch.Tensor, labelled: torch.Tensor, h: int, w: int) -> tuple[t
     return fgp / lab.clamp(min=1e-6), lab > 0.5
 
 
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice per object over ``region`` ([N, h, w] each -> [N]; V-Net, Milletari et al. 2016, as in
+    CondInst / SOLO): scored on the overlap, so thin parts (limbs) weigh by their share of the object rather
+    than of the box, where per-cell BCE lets a mask drop them for little loss."""
+    prob, t = logits.sigmoid() * region, target * region
+    return 1 - (2 * (prob * t).sum((1, 2)) + 1) / (prob.sum((1, 2)) + t.sum((1, 2)) + 1)
+
+
 def mask_loss(coefs: torch.Tensor, protos: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-              boxes: torch.Tensor, stride: float) -> tuple[torch.Tensor, int]:
-    """Sum over rows of the box-cropped mean BCE, and the number of rows with any labelled cell in their box:
-    ``coefs`` [N, P], ``protos`` [P, h, w], ``target``/``valid`` [N, h, w] on the prototype grid, ``boxes`` [N, 4]
-    in input pixels."""
+              boxes: torch.Tensor, stride: float, dice: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Sum over rows of the box-cropped mean BCE (+ ``dice`` x the Dice loss on the same cells), and the number
+    of rows with any labelled cell in their box: ``coefs`` [N, P], ``protos`` [P, h, w], ``target``/``valid``
+    [N, h, w] on the prototype grid, ``boxes`` [N, 4] in input pixels."""
     p, h, w = protos.shape
     logits = (coefs @ protos.reshape(p, h * w)).reshape(-1, h, w)
     region = valid & _box_region(boxes, h, w, stride, pad=stride / 2)
     bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     per_object = (bce * region).sum((1, 2)) / region.sum((1, 2)).clamp(min=1)
+    if dice:
+        per_object = per_object + dice * dice_loss(logits, target, region)
     keep = region.any(2).any(1)
     return per_object[keep].sum(), int(keep.sum())

@@ -14,6 +14,7 @@ def build_model(cfg: ModelConfig, meta: DatasetMeta) -> MultiTaskNet:
         width=cfg.width,
         neck_channels=cfg.neck_channels,
         head_channels=cfg.head_channels,
+        pose_channels=cfg.pose_channels,
         seg_channels=cfg.seg_channels,
         pan=cfg.pan,
         head_strides=tuple(cfg.head_strides),

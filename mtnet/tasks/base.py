@@ -36,6 +36,7 @@ class HeadSpec:
     share_levels: bool = True  # one set of head weights for all levels (False: one per level)
     pose_level: str = "own"  # keypoints from each anchor's own level, or from the finest level ("finest")
     box_bins: int = 0  # detection box regression: 0 = softplus distances, n > 1 = n-bin distributions (DFL)
+    pose_channels: int = 0  # pose tower width (0 = head_channels)
 
 
 @dataclass

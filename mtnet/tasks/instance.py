@@ -112,7 +112,7 @@ class InstanceTask(Task):
                 continue
             target, valid = to_grid(fg, lab, h, w)
             gt = assign.gt_index[b, rows]
-            value, objs = mask_loss(coefs[b, rows], protos[b], target[gt], valid[gt], boxes[b, gt], stride)
+            value, objs = mask_loss(coefs[b, rows], protos[b], target[gt], valid[gt], boxes[b, gt], stride, cfg.inst_dice)
             total, count = total + value, count + objs
         loss = total / max(count, 1)
         return loss, {"mask": float(loss.detach())}

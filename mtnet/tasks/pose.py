@@ -53,7 +53,7 @@ class PoseTask(Task):
         return cfg.pose
 
     def build_head(self, meta, spec: HeadSpec) -> nn.Module:
-        return PoseHead(spec.neck_channels, spec.head_channels, meta.num_keypoints, num_levels=spec.num_levels,
+        return PoseHead(spec.neck_channels, spec.pose_channels or spec.head_channels, meta.num_keypoints, num_levels=spec.num_levels,
                         share_levels=spec.share_levels, finest_only=spec.pose_level == "finest")
 
     def forward(self, head, feats: Features, out) -> dict[str, torch.Tensor]:

@@ -1,0 +1,34 @@
+"""A COCO-layout copy of a data set restricted to some categories (instances json filtered, images and the
+keypoint json linked): how the peers' task sets are given to mtnet (YOLO11n-pose detects persons only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mtnet.fileio import atomic_write
+
+
+def category_subset(data: Path, out: Path, names: list[str], splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Write ``out`` with ``annotations/instances_<split>.json`` keeping only the categories ``names``; the
+    image folders and ``person_keypoints_<split>.json`` are symlinks into ``data``. Returns ``out``."""
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        gt = json.loads((data / "annotations" / f"instances_{split}.json").read_text())
+        keep = {c["id"] for c in gt["categories"] if c["name"] in names}
+        missing = set(names) - {c["name"] for c in gt["categories"] if c["id"] in keep}
+        if missing:
+            raise ValueError(f"{data}: no categories named {sorted(missing)}")
+        gt["categories"] = [c for c in gt["categories"] if c["id"] in keep]
+        gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] in keep]
+        target = out / "annotations" / f"instances_{split}.json"
+        atomic_write(target, lambda tmp, gt=gt: Path(tmp).write_text(json.dumps(gt)))
+        for link, source in ((out / split, data / split),
+                             (out / "annotations" / f"person_keypoints_{split}.json",
+                              data / "annotations" / f"person_keypoints_{split}.json")):
+            if source.exists() and not link.is_symlink():
+                try:
+                    link.symlink_to(source.resolve())
+                except FileExistsError:  # another process linked it meanwhile
+                    pass
+    return out
