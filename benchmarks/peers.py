@@ -130,6 +130,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "peers_latency", help="exported files (reused)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peers.json")
     args = p.parse_args()
+    args.work = args.work.resolve()  # the exports run inside a temporary working directory
     args.work.mkdir(parents=True, exist_ok=True)
     from peers_common import check_nms, offline_ultralytics
 

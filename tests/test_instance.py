@@ -50,6 +50,12 @@ def test_unknown_weak_mode_is_a_config_error():
 
 
 # ---- data: object maps
+def test_inst_loss_weight_defaults_to_eight_and_task_weights_override_it():
+    assert get_task("inst").loss_weight(LossConfig()) == 8.0
+    assert get_task("inst").loss_weight(LossConfig(task_weights={"inst": 2.0})) == 2.0
+    assert get_task("det").loss_weight(LossConfig(det=0.5)) == 0.5
+
+
 def test_coco_reader_builds_object_maps_that_match_boxes(synthetic_root):
     src = CocoSource(synthetic_root, "train")
     s = src.load(0)

@@ -144,9 +144,11 @@ class Task(ABC):
         return set()
 
     # ---- model
+    default_loss_weight = 1.0  # weight when ``loss.task_weights`` does not name the task
+
     def loss_weight(self, cfg: LossConfig) -> float:
         """This task's weight in the multi-task loss (built-ins read their ``loss.<name>`` key)."""
-        return float(cfg.task_weights.get(self.name, 1.0))
+        return float(cfg.task_weights.get(self.name, self.default_loss_weight))
 
     @abstractmethod
     def build_head(self, meta: DatasetMeta, spec: HeadSpec) -> nn.Module:
