@@ -124,7 +124,7 @@ def multi_label_nms() -> Iterator[None]:
 
 
 def train_yolo(model_yaml: str, data_yaml: Path, budget_min: float, imgsz: int, project: Path,
-               name: str) -> dict[str, Any]:
+               name: str, seed: int = 0) -> dict[str, Any]:
     """Train from scratch for ``budget_min`` minutes; returns epochs, minutes and the weights path."""
     from ultralytics import YOLO
 
@@ -141,7 +141,7 @@ def train_yolo(model_yaml: str, data_yaml: Path, budget_min: float, imgsz: int, 
     model.add_callback("on_train_batch_end", on_batch_end)
     model.add_callback("on_train_epoch_end", on_epoch_end)
     start = time.perf_counter()
-    model.train(data=str(data_yaml), time=budget_min / 60, imgsz=imgsz, batch=16, device="cpu",
+    model.train(data=str(data_yaml), time=budget_min / 60, imgsz=imgsz, batch=16, device="cpu", seed=seed,
                 workers=0, pretrained=False, val=False, plots=False, project=str(project.resolve()), name=name,
                 exist_ok=True, verbose=False)
     trainer = model.trainer
@@ -182,14 +182,14 @@ def run_yolo(name: str, args: argparse.Namespace, datasets: dict[str, Path], sou
 
     pose = "pose" in name
     run = train_yolo(f"{name}.yaml", datasets["pose" if pose else "det"], args.budget_min, args.imgsz,
-                     args.work / "train", name)
+                     args.work / "train", f"{name}_seed{args.seed}" if args.seed else name, args.seed)
     boxes, kpts = predict_coco(run["weights"], source, args.imgsz, pose)
     if pose:
         metrics = coco_bbox_metrics(datasets["person_gt"], boxes)
         metrics |= coco_keypoint_metrics(source.keypoints_path, kpts, source.meta.keypoint_sigmas)
     else:
         metrics = coco_bbox_metrics(source.instances_path, boxes)
-    return {"name": name, "kind": "ultralytics", "box_classes": "person" if pose else "all", **run, **metrics}
+    return {"name": name, "seed": args.seed, "kind": "ultralytics", "box_classes": "person" if pose else "all", **run, **metrics}
 
 
 def run_mtnet(spec: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="yolo11n,yolo11n-pose", help="ultralytics model names ('' for none)")
     p.add_argument("--mtnet", action="append", default=[], metavar="NAME=CONFIG[:k=v,...]",
                    help="an mtnet run (repeatable), e.g. det=configs/quickstart.yaml:data.root=data/scale_spread")
+    p.add_argument("--seed", type=int, default=0, help="ultralytics' training seed (its default: 0)")
     p.add_argument("--threads", type=int, default=1, help="torch/OMP threads of every run")
     p.add_argument("--work", type=Path, default=Path("runs/peers"), help="converted data, runs, config dir")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/peers_budget.json"))

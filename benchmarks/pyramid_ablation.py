@@ -96,6 +96,8 @@ VARIANTS = (
     Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
             (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128")),
     Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),
+    Variant("new_nomosaic_p128", "8/16/32, same recipe without mosaic, pose towers 128 wide",
+            (*RECIPE, "data.augment.mosaic=0.0", "model.pose_channels=128")),
 )
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 
