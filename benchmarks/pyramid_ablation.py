@@ -96,6 +96,7 @@ VARIANTS = (
     Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
             (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128")),
     Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),
+    Variant("new_nomosaic", "8/16/32, same recipe without mosaic", (*RECIPE, "data.augment.mosaic=0.0")),
     Variant("new_nomosaic_p128", "8/16/32, same recipe without mosaic, pose towers 128 wide",
             (*RECIPE, "data.augment.mosaic=0.0", "model.pose_channels=128")),
 )
