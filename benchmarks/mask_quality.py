@@ -21,32 +21,27 @@ import numpy as np
 import torch
 from faster_coco_eval import COCO
 
-from mtnet.decode import upsample_logits
+from mtnet.cascade.crop_set import box_iou
+from mtnet.decode_masks import assemble_masks
 from mtnet.fileio import atomic_write
 from mtnet.infer.predictor import Predictor
+from mtnet.losses.instance import to_grid
 
 PROTO_STRIDE = 4
 
 
-def box_ious(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    iw = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    ih = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
-    inter = iw * ih
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (areas + (box[2] - box[0]) * (box[3] - box[1]) - inter)
-
-
 def grid_bound(gt: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The ground-truth mask after a round trip through the prototype grid (area average, logit, decode)."""
+    """The ground-truth mask after a round trip through the prototype grid: area-averaged onto it as training
+    targets are (``to_grid``), then decoded as predictions are (``assemble_masks``: bilinear upsampling,
+    threshold, crop to ``box``) on a square canvas holding the image at its top left."""
     h, w = gt.shape
-    cells = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(gt.astype(np.float32))[None, None],
-                                                    (h // PROTO_STRIDE, w // PROTO_STRIDE))[0, 0].numpy()
-    p = np.clip(cells, 1e-4, 1 - 1e-4)
-    up = cv2.resize(upsample_logits(np.log(p / (1 - p))[None], max(h, w))[0], (w, h)) > 0
-    crop = np.zeros_like(up)
-    x0, y0, x1, y1 = box
-    crop[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = True
-    return up & crop
+    side = -(-max(h, w) // PROTO_STRIDE) * PROTO_STRIDE
+    canvas = np.zeros((side, side), np.float32)
+    canvas[:h, :w] = gt
+    ones = torch.ones(1, side, side)
+    soft, _ = to_grid(torch.from_numpy(canvas)[None], ones, side // PROTO_STRIDE, side // PROTO_STRIDE)
+    p = soft.clamp(1e-4, 1 - 1e-4).numpy()
+    return assemble_masks(np.ones((1, 1), np.float32), np.log(p / (1 - p)), box[None], side)[0, :h, :w]
 
 
 def overlap(mask: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
@@ -81,7 +76,7 @@ def main() -> None:
             if not len(det):
                 per_class.setdefault(names[ann["category_id"]], []).append((0.0, 0.0, 0.0, 0.0, bound))
                 continue
-            ious = box_ious(det.boxes, box)
+            ious = box_iou(det.boxes, box[None])[:, 0]
             j = int(np.argmax(ious))
             per_class.setdefault(names[ann["category_id"]], []).append((float(ious[j]), *overlap(masks[j], gt), bound))
     rows = {}

@@ -45,6 +45,7 @@ class Variant:
 MOSAIC_SEP = ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")
 DFL = ("model.box_bins=16", "loss.box_iou=ciou")
 RECIPE = (*MOSAIC_SEP, *DFL, "data.augment.mosaic_scale=[0.5,1.5]", "data.augment.no_aug_epochs=10")
+DETPOSE_NOMOSAIC = (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0")
 VARIANTS = (
     Variant("p3", "stride 8 only", ("model.head_strides=[8]",)),
     Variant("p345", "8/16/32, heads shared across levels", ("model.share_head_levels=true",)),
@@ -80,26 +81,17 @@ VARIANTS = (
             (*RECIPE, "model.tasks=[det,pose]", "loss.pose=1.0")),
     Variant("new_detpose_finest", "8/16/32, same recipe, detection + pose, keypoints from the finest level",
             (*RECIPE, "model.tasks=[det,pose]", "model.pose_level=finest")),
-    Variant("new_detpose_nomosaic", "8/16/32, same recipe without mosaic, detection + pose",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0")),
+    Variant("new_detpose_nomosaic", "8/16/32, same recipe without mosaic, detection + pose", DETPOSE_NOMOSAIC),
     Variant("new_person_pose", "8/16/32, same recipe, person boxes + keypoints (YOLO11n-pose's task set)",
             (*RECIPE, "model.tasks=[det,pose]"), person_only=True),
     Variant("new_person_pose_nomosaic", "8/16/32, same recipe without mosaic, person boxes + keypoints",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0"), person_only=True),
-    Variant("new_person_pose_nomosaic_p96", "… without mosaic, person boxes + keypoints, pose towers 96 wide",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=96"), person_only=True),
-    Variant("new_person_pose_nomosaic_p128", "… without mosaic, person boxes + keypoints, pose towers 128 wide",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128"), person_only=True),
-    Variant("new_person_pose_nomosaic_p128_s1", "… the same, seed 1",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128", "train.seed=1"),
-            person_only=True),
-    Variant("new_person_pose_nomosaic_p192", "… without mosaic, person boxes + keypoints, pose towers 192 wide",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=192"), person_only=True),
-    Variant("new_person_pose_nomosaic_p192_s1", "… the same, seed 1",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=192", "train.seed=1"),
-            person_only=True),
+            DETPOSE_NOMOSAIC, person_only=True),
+    *(Variant(f"new_person_pose_nomosaic_p{w}{'_s1' if seed else ''}",
+              "… the same, seed 1" if seed else f"… without mosaic, person boxes + keypoints, pose towers {w} wide",
+              (*DETPOSE_NOMOSAIC, f"model.pose_channels={w}", *(["train.seed=1"] if seed else [])), person_only=True)
+      for w, seed in ((96, 0), (128, 0), (128, 1), (192, 0), (192, 1))),
     Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
-            (*RECIPE, "model.tasks=[det,pose]", "data.augment.mosaic=0.0", "model.pose_channels=128")),
+            (*DETPOSE_NOMOSAIC, "model.pose_channels=128")),
     Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),
     Variant("new_nomosaic", "8/16/32, same recipe without mosaic", (*RECIPE, "data.augment.mosaic=0.0")),
     Variant("new_nomosaic_p128", "8/16/32, same recipe without mosaic, pose towers 128 wide",

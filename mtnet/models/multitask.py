@@ -63,7 +63,7 @@ class MultiTaskNet(nn.Module):
         uses_c2 = any(t.uses_c2 for t in self.task_set)
         self.neck = FPNLite(self.backbone.out_channels, neck_channels, pan=pan, with_c2=uses_c2)
         spec = HeadSpec(neck_channels, head_channels, seg_channels, len(head_strides), share_head_levels, pose_level,
-                        box_bins, pose_channels or head_channels)
+                        box_bins, pose_channels)
         self.heads = nn.ModuleDict({t.name: t.build_head(meta, spec) for t in self.task_set})
         self.deploy = False
         self.seg_output = "logits"  # deploy mode: "logits" or "argmax"

@@ -53,8 +53,9 @@ class PoseTask(Task):
         return cfg.pose
 
     def build_head(self, meta, spec: HeadSpec) -> nn.Module:
-        return PoseHead(spec.neck_channels, spec.pose_channels or spec.head_channels, meta.num_keypoints, num_levels=spec.num_levels,
-                        share_levels=spec.share_levels, finest_only=spec.pose_level == "finest")
+        return PoseHead(spec.neck_channels, spec.pose_channels or spec.head_channels, meta.num_keypoints,
+                        num_levels=spec.num_levels, share_levels=spec.share_levels,
+                        finest_only=spec.pose_level == "finest")
 
     def forward(self, head, feats: Features, out) -> dict[str, torch.Tensor]:
         points, strides = keypoint_anchor_frame(out["points"], out["strides"], head.finest_only)
