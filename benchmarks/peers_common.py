@@ -10,7 +10,8 @@ Why each step is needed (ultralytics 8.4.190, torch 2.13.0+cpu, the registry's t
   gives ``nms`` a pure-PyTorch CPU kernel (greedy NMS with torchvision's CPU IoU formula; equal scores keep
   their input order, torchvision promises no order for ties) *before* torchvision is imported, then lifts torchvision's "C++ ops not loaded" guard for
   ``torchvision.ops.boxes`` only (roi_align etc. stay unavailable). ``check_nms()`` compares it with a plain
-  Python loop on random boxes.
+  Python loop on random boxes. Where torchvision's library does load (a torchvision built for the installed
+  torch, as on CUDA machines), its own operators are used and nothing is registered.
 - ``offline_ultralytics()``: ``YOLO_OFFLINE=1`` (no connectivity probes, no pip auto-install of missing
   requirements), a private ``YOLO_CONFIG_DIR`` with ``sync=False`` (no telemetry, the user's settings file is
   left alone), and ``check_font`` skipped: ``check_det_dataset`` asks for Arial.ttf on every training run and
@@ -24,6 +25,7 @@ Why each step is needed (ultralytics 8.4.190, torch 2.13.0+cpu, the registry's t
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -77,15 +79,25 @@ def _nms_cpu(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> 
     return order[torch.stack(keep)]
 
 
+def _load_torchvision_ops() -> bool:
+    """Load torchvision's C++ operator library without importing torchvision; False where it cannot load."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    libs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_C*.so"))
+    try:
+        torch.ops.load_library(str(libs[0]))
+    except (IndexError, OSError, RuntimeError):
+        return False
+    return hasattr(torch.ops.torchvision, "nms")
+
+
 def register_torchvision_nms() -> None:
     """Define ``torchvision::nms`` (pure-PyTorch CPU kernel) and ``torchvision::qnms`` so torchvision imports."""
     if "torchvision" in sys.modules:
         raise RuntimeError("register_torchvision_nms() must run before torchvision is imported")
-    try:
-        torch.ops.torchvision.nms.default  # noqa: B018  (a working torchvision build: nothing to do)
-        return
-    except (AttributeError, RuntimeError):
-        pass
+    if _load_torchvision_ops():
+        return  # a torchvision build that matches torch: its own operators
     lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")

@@ -40,6 +40,7 @@ class Variant:
     label: str
     overrides: tuple[str, ...]
     person_only: bool = False  # YOLO11n-pose's task set: person boxes + keypoints (no other category)
+    pose_labelled_only: bool = False  # and, as YOLO11n-pose's labels, train only on persons with keypoints
 
 
 MOSAIC_SEP = ("model.share_head_levels=false", "data.augment.mosaic=1.0", "data.augment.no_aug_epochs=3")
@@ -86,10 +87,17 @@ VARIANTS = (
             (*RECIPE, "model.tasks=[det,pose]"), person_only=True),
     Variant("new_person_pose_nomosaic", "8/16/32, same recipe without mosaic, person boxes + keypoints",
             DETPOSE_NOMOSAIC, person_only=True),
-    *(Variant(f"new_person_pose_nomosaic_p{w}{'_s1' if seed else ''}",
-              "… the same, seed 1" if seed else f"… without mosaic, person boxes + keypoints, pose towers {w} wide",
-              (*DETPOSE_NOMOSAIC, f"model.pose_channels={w}", *(["train.seed=1"] if seed else [])), person_only=True)
-      for w, seed in ((96, 0), (128, 0), (128, 1), (192, 0), (192, 1))),
+    *(Variant(f"new_person_pose_nomosaic_p{w}{f'_b{blocks}' if blocks != 2 else ''}{f'_s{seed}' if seed else ''}",
+              f"… without mosaic, person boxes + keypoints, pose towers {w} wide, {blocks} blocks, seed {seed}",
+              (*DETPOSE_NOMOSAIC, f"model.pose_channels={w}", f"model.pose_blocks={blocks}", f"train.seed={seed}"),
+              person_only=True)
+      for w, blocks, seed in ((96, 2, 0), (128, 2, 0), (128, 2, 1), (192, 2, 0), (192, 2, 1), (128, 3, 0), (128, 3, 1),
+                              (96, 3, 0), (96, 3, 1))),
+    Variant("new_person_pose_nomosaic_p128_pw1", "… without mosaic, person boxes + keypoints, pose towers 128 wide, "
+            "pose loss weight 1", (*DETPOSE_NOMOSAIC, "model.pose_channels=128", "loss.pose=1.0"), person_only=True),
+    Variant("new_pose_labelled_p128", "… without mosaic, pose towers 128 wide, trained on YOLO11n-pose's labels "
+            "(persons with keypoints)", (*DETPOSE_NOMOSAIC, "model.pose_channels=128"), person_only=True,
+            pose_labelled_only=True),
     Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
             (*DETPOSE_NOMOSAIC, "model.pose_channels=128")),
     Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),
@@ -100,13 +108,21 @@ VARIANTS = (
 METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP_small", "bbox_AP_medium", "bbox_AP_large", "kpt_AP", "kpt_AP50", "mIoU")
 
 
+def with_seed(variant: Variant, seed: int) -> Variant:
+    """The same variant trained with another seed (init, data order, augmentation)."""
+    return Variant(f"{variant.key}_seed{seed}", f"{variant.label}, seed {seed}",
+                   (*variant.overrides, f"train.seed={seed}"), variant.person_only, variant.pose_labelled_only)
+
+
 def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, data_root: str,
                 budget_min: float) -> dict:
     """Train one variant in a child process (own thread count) and return its final metrics."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     overrides = variant.overrides
     if variant.person_only:
-        subset = category_subset(ROOT / data_root, run_root / "data_person", ["person"])
+        subset = category_subset(ROOT / data_root, run_root / ("data_person_kpt" if variant.pose_labelled_only
+                                                               else "data_person"), ["person"],
+                                 pose_labelled_only=("train",) if variant.pose_labelled_only else ())
         overrides = (*overrides, f"data.sources=[{{type: coco, root: {subset}, train_split: train, val_split: val, "
                                  "tasks: [det, pose]}]")
     cmd = [sys.executable, "-m", "mtnet", "train", str(BASE_CONFIG), f"train.epochs={epochs}", f"data.root={data_root}",
@@ -123,7 +139,8 @@ def run_variant(variant: Variant, epochs: int, threads: int, run_root: Path, dat
 def table(rows: dict[str, dict]) -> str:
     head = "| variant | epochs | train min | box AP | AP50 | AP S | AP M | AP L | kpt AP | kpt AP50 | mIoU |"
     lines = [head, "|---|" + "---:|" * 10]
-    for key in [v.key for v in VARIANTS if v.key in rows]:
+    known = [v.key for v in VARIANTS if v.key in rows]
+    for key in known + sorted(set(rows) - set(known)):  # then the --seed rows
         r = rows[key]
         cells = [f"{r[m]:.3f}" if r.get(m) is not None else "–" for m in METRICS]
         lines.append(f"| {r['label']} | {r['epochs']} | {r['train_min']:.1f} | " + " | ".join(cells) + " |")
@@ -138,6 +155,8 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated variant keys (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--force", action="store_true", help="retrain rows that already have a result")
+    p.add_argument("--seed", type=int, default=None,
+                   help="train every chosen variant with this seed instead (rows keyed <variant>_seed<N>)")
     p.add_argument("--data-root", default="data/scale_spread", help="where the scale-spread set is (generated if missing)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "pyramid_ablation"), help="training run folders")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pyramid_ablation.json"))
@@ -147,6 +166,9 @@ def main() -> None:
     unknown = [k for k in chosen if k not in known]
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {list(known)}")
+    if args.seed is not None:
+        known = {f"{k}_seed{args.seed}": with_seed(known[k], args.seed) for k in chosen}
+        chosen = list(known)
     out = Path(args.out)
     rows = run_rows(out, chosen, lambda key: run_variant(known[key], args.epochs, args.threads, Path(args.runs),
                                                          args.data_root, args.budget_min),

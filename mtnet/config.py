@@ -35,6 +35,7 @@ class ModelConfig:
     head_channels: int = 48  # width of the detection / pose towers
     pose_channels: int = 0  # width of the pose towers alone (0 = head_channels): 17 joints to place from one anchor
     # ask more of a tower than 4 box sides (docs/benchmarks.md#equal-cpu-budget-vs-yolo11n)
+    pose_blocks: int = 2  # depthwise-separable 3x3 blocks per pose tower (depth, where pose_channels is width)
     seg_channels: int = 32  # width of the segmentation head (runs at stride 4: the costliest head per channel)
     pan: bool = False  # add a bottom-up PAN-lite path after the top-down FPN
     head_strides: list[int] = field(default_factory=lambda: [8, 16, 32])  # pyramid levels the det/pose heads read
@@ -421,6 +422,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"loss.inst_dice: expected a weight >= 0, got {cfg.loss.inst_dice}")
     if cfg.model.pose_channels < 0:
         raise ConfigError(f"model.pose_channels: expected 0 (= model.head_channels) or a width, got {cfg.model.pose_channels}")
+    if cfg.model.pose_blocks < 1:
+        raise ConfigError(f"model.pose_blocks: expected at least 1 block, got {cfg.model.pose_blocks}")
     if cfg.model.box_bins < 0 or cfg.model.box_bins == 1:
         raise ConfigError(f"model.box_bins: expected 0 (softplus distances) or >= 2 bins, got {cfg.model.box_bins}")
     lo, hi = cfg.data.augment.mosaic_scale

@@ -36,6 +36,7 @@ def test_unknown_override_is_rejected():
         ("model.head_strides=[16,8]", "model.head_strides: expected an ascending subset"),
         ("model.head_strides=[]", "model.head_strides: expected an ascending subset"),
         ("model.pose_channels=-8", "model.pose_channels: expected 0"),
+        ("model.pose_blocks=0", "model.pose_blocks: expected at least 1"),
         ("noequals", "key.sub=value"),
     ],
 )

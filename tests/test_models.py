@@ -200,3 +200,15 @@ def test_pose_channels_widen_the_pose_towers_only():
     assert narrow.heads["pose"].pred[0].weight.shape[1] == 16 and wide.heads["pose"].pred[0].weight.shape[1] == 40
     out = wide.eval()(torch.randn(1, 3, 160, 160))
     assert out["kpt"].shape == (1, 20 * 20 + 10 * 10 + 5 * 5, 17, 3)
+
+
+def test_pose_blocks_deepen_the_pose_towers_only():
+    """model.pose_blocks sets how many depthwise-separable blocks each pose tower stacks (default 2)."""
+    base = ModelConfig(width=0.35, neck_channels=16, head_channels=16, seg_channels=16, tasks=["det", "pose"])
+    shallow = build_model(base, META)
+    deep = build_model(ModelConfig(**{**base.__dict__, "pose_blocks": 3}), META)
+    assert [len(tower) for tower in shallow.heads["pose"].tower] == [2, 2, 2]
+    assert [len(tower) for tower in deep.heads["pose"].tower] == [3, 3, 3]
+    assert [p.shape for p in deep.heads["det"].parameters()] == [p.shape for p in shallow.heads["det"].parameters()]
+    out = deep.eval()(torch.randn(1, 3, 160, 160))
+    assert out["kpt"].shape == (1, 20 * 20 + 10 * 10 + 5 * 5, 17, 3)

@@ -15,6 +15,7 @@ def build_model(cfg: ModelConfig, meta: DatasetMeta) -> MultiTaskNet:
         neck_channels=cfg.neck_channels,
         head_channels=cfg.head_channels,
         pose_channels=cfg.pose_channels,
+        pose_blocks=cfg.pose_blocks,
         seg_channels=cfg.seg_channels,
         pan=cfg.pan,
         head_strides=tuple(cfg.head_strides),

@@ -46,6 +46,7 @@ class MultiTaskNet(nn.Module):
         neck_channels: int = 64,
         head_channels: int = 64,
         pose_channels: int = 0,
+        pose_blocks: int = 2,
         seg_channels: int = 64,
         pan: bool = False,
         head_strides: tuple[int, ...] = PYRAMID_STRIDES,
@@ -63,7 +64,7 @@ class MultiTaskNet(nn.Module):
         uses_c2 = any(t.uses_c2 for t in self.task_set)
         self.neck = FPNLite(self.backbone.out_channels, neck_channels, pan=pan, with_c2=uses_c2)
         spec = HeadSpec(neck_channels, head_channels, seg_channels, len(head_strides), share_head_levels, pose_level,
-                        box_bins, pose_channels)
+                        box_bins, pose_channels, pose_blocks)
         self.heads = nn.ModuleDict({t.name: t.build_head(meta, spec) for t in self.task_set})
         self.deploy = False
         self.seg_output = "logits"  # deploy mode: "logits" or "argmax"

@@ -37,6 +37,7 @@ class HeadSpec:
     pose_level: str = "own"  # keypoints from each anchor's own level, or from the finest level ("finest")
     box_bins: int = 0  # detection box regression: 0 = softplus distances, n > 1 = n-bin distributions (DFL)
     pose_channels: int = 0  # pose tower width (0 = head_channels)
+    pose_blocks: int = 2  # depthwise-separable blocks per pose tower
 
 
 @dataclass

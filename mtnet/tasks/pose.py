@@ -55,7 +55,7 @@ class PoseTask(Task):
     def build_head(self, meta, spec: HeadSpec) -> nn.Module:
         return PoseHead(spec.neck_channels, spec.pose_channels or spec.head_channels, meta.num_keypoints,
                         num_levels=spec.num_levels, share_levels=spec.share_levels,
-                        finest_only=spec.pose_level == "finest")
+                        finest_only=spec.pose_level == "finest", blocks=spec.pose_blocks)
 
     def forward(self, head, feats: Features, out) -> dict[str, torch.Tensor]:
         points, strides = keypoint_anchor_frame(out["points"], out["strides"], head.finest_only)

@@ -24,11 +24,12 @@ class PoseHead(nn.Module):
     """
 
     def __init__(self, channels: int, hidden: int, num_keypoints: int, num_levels: int = 1,
-                 share_levels: bool = True, finest_only: bool = False):
+                 share_levels: bool = True, finest_only: bool = False, blocks: int = 2):
         super().__init__()
         self.finest_only = finest_only
         copies = 1 if share_levels or finest_only else num_levels
-        self.tower = per_level(lambda: nn.Sequential(DWSeparable(channels, hidden), DWSeparable(hidden, hidden)), copies)
+        self.tower = per_level(lambda: nn.Sequential(DWSeparable(channels, hidden),
+                                                     *(DWSeparable(hidden, hidden) for _ in range(blocks - 1))), copies)
         self.pred = per_level(lambda: nn.Conv2d(hidden, num_keypoints * 3, 1), copies)
         for level in range(copies):
             nn.init.normal_(at_level(self.pred, level).weight, std=0.01)
