@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="images per process per step")
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--width", type=float, default=0.35)
+    p.add_argument("--workers", type=int, default=0, help="data loader processes per training process")
     p.add_argument("--steps", type=int, default=12, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps")
     p.add_argument("--data", default="/tmp/mtnet_bench/throughput_data")
@@ -61,6 +62,7 @@ def worker(args: argparse.Namespace) -> None:
         "name=tp", f"output_dir={runs}", f"data.root={args.data}_{s}", f"data.imgsz={s}",
         f"data.synthetic.image_size={s}", "data.synthetic.num_train=256", "data.synthetic.num_val=8",
         f"model.width={args.width}", f"train.batch_size={args.batch}", f"train.device={args.device}",
+        *([f"data.workers={args.workers}", "data.cache=false"] if args.workers else []),  # the RAM cache is per process
         f"train.stop_after_steps={args.warmup + args.steps}", *args.overrides,
     ])
     trainer = Trainer(cfg, progress=False)
@@ -80,7 +82,7 @@ def measure(args: argparse.Namespace, nproc: int, overrides: list[str]) -> dict:
     fd, result = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     me = [str(Path(__file__).resolve()), "--worker", result, "--device", args.device, "--batch", str(args.batch),
-          "--imgsz", str(args.imgsz), "--width", str(args.width), "--steps", str(args.steps),
+          "--imgsz", str(args.imgsz), "--width", str(args.width), "--workers", str(args.workers), "--steps", str(args.steps),
           "--warmup", str(args.warmup), "--data", args.data, "--overrides", *overrides]
     env = dict(os.environ)
     if args.device == "cpu":
@@ -120,7 +122,7 @@ def main() -> None:
             print(f"{name} x{n}: {r['images_per_s']:.1f} images/s", flush=True)
     base = {r["variant"]: r["images_per_s"] for r in rows if r["processes"] == min(args.nprocs)}
     print(f"\nTraining throughput on {machine(args.device)} ({args.device}); {args.imgsz} px, width {args.width}, "
-          f"batch {args.batch} per process, median of {args.steps} steps")
+          f"batch {args.batch} per process, {args.workers} loader workers, median of {args.steps} steps")
     print(f"{'variant':<16}{'processes':>10}{'images/step':>12}{'s/step':>8}{'images/s':>10}{'speed-up':>10}")
     for r in rows:
         print(f"{r['variant']:<16}{r['processes']:>10}{r['images_per_step']:>12}{r['median_step_s']:>8.2f}"

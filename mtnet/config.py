@@ -270,6 +270,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads an unquoted off/on (yes/no) as a boolean: `train.amp=off`
+            return "on" if value else "off"
         if not isinstance(value, str | int | float):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return str(value)

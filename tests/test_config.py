@@ -60,3 +60,11 @@ def test_missing_config_file_lists_packaged_ones():
 
 def test_overrides_parse_yaml_values():
     assert parse_overrides(["a.b=1", "a.c=true", "d=[1,2]"]) == {"a": {"b": 1, "c": True}, "d": [1, 2]}
+
+
+def test_unquoted_off_keeps_its_meaning_for_string_options():
+    """YAML 1.1 reads `off` as false: `train.amp=off` must still mean "off", and no string option holds "False"."""
+    assert load_config("quickstart", ["train.amp=off"]).train.amp == "off"
+    assert load_config("quickstart", ["train.amp=false"]).train.amp == "off"
+    with pytest.raises(ConfigError, match="data.on_error"):
+        load_config("quickstart", ["data.on_error=no"])
