@@ -98,6 +98,12 @@ VARIANTS = (
     Variant("new_pose_labelled_p128", "… without mosaic, pose towers 128 wide, trained on YOLO11n-pose's labels "
             "(persons with keypoints)", (*DETPOSE_NOMOSAIC, "model.pose_channels=128"), person_only=True,
             pose_labelled_only=True),
+    Variant("new_pose_labelled_p128_neck64", "… the same with a 64-channel neck",
+            (*DETPOSE_NOMOSAIC, "model.pose_channels=128", "model.neck_channels=64"), person_only=True,
+            pose_labelled_only=True),
+    Variant("new_pose_labelled_p128_scale", "… the same with YOLO's rescale range 0.5-1.5",
+            (*DETPOSE_NOMOSAIC, "model.pose_channels=128", "data.augment.scale=[0.5,1.5]"), person_only=True,
+            pose_labelled_only=True),
     Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
             (*DETPOSE_NOMOSAIC, "model.pose_channels=128")),
     Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),
