@@ -101,6 +101,24 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, on_result: Callable[[lis
     return results
 
 
+def rescore(report: dict, work: Path) -> dict:
+    """The mtnet runs of an earlier sweep scored again from their checkpoints with the installed decoder, each on
+    the val split it was trained with (the person-only variants: their own box ground truth)."""
+    import mtnet
+
+    for row in report["runs"]:
+        if row["kind"] != "mtnet":
+            continue
+        name = f"{row['model']}_seed{row['seed']}"
+        run = work / name / "runs" / name
+        metrics = mtnet.evaluate(run / "best.pt" if (run / "best.pt").exists() else run / "last.pt", split="val",
+                                 progress=False)
+        row |= {m: metrics[m] for m in METRICS if m in metrics}
+        print(f"rescored {name}: {json.dumps({m: row.get(m) for m in METRICS})}", flush=True)
+    return {**report, "summary": summarize(report["runs"]),
+            "rescored": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
 def summarize(results: list[dict]) -> dict[str, dict]:
     """Per model: n, and mean / std / min / max of every metric over its seeds."""
     summary: dict[str, dict] = {}
@@ -137,12 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mtnet", action="append", default=[], help="pyramid_ablation.py variant key (repeatable)")
     p.add_argument("--work", type=Path, default=Path("runs/budget_seeds"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/budget_seeds.json"))
+    p.add_argument("--rescore", action="store_true",
+                   help="train nothing: score the mtnet checkpoints of the sweep in --out / --work again (after a "
+                        "decoder change); the YOLO rows stay as measured")
     args = p.parse_args(argv)
     args.cores = [int(c) for c in args.cores.split(",")] if args.cores else sorted(os.sched_getaffinity(0))
     args.data, args.work = args.data.resolve(), args.work.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not (args.data / "annotations").is_dir():
         p.error(f"--data {args.data}: no annotations/ folder (a COCO-layout set, e.g. from `mtnet synth`)")
+    if args.rescore:
+        report = rescore(json.loads(args.out.read_text()), args.work)
+        write_json(args.out, report)
+        print(markdown(report["summary"]))
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     models = [(m, "ultralytics") for m in args.yolo] + [(m, "mtnet") for m in args.mtnet]
     if not models:

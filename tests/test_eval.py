@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mtnet.data.coco import CocoSource
-from mtnet.decode import Detections, batched_nms, decode_detections, nms
+from mtnet.decode import Detections, batched_nms, decode_detections, nms, vote_keypoints
 from mtnet.eval.coco import coco_bbox_metrics, coco_keypoint_metrics, detections_to_coco
 from mtnet.eval.segmentation import ConfusionMatrix
 
@@ -31,6 +31,26 @@ def test_decode_thresholds_and_keeps_keypoints_with_their_box():
 def _gt_as_detections(src: CocoSource, index: int) -> Detections:
     s = src.load(index)
     return Detections(s.boxes, np.ones(len(s.boxes), np.float32), s.labels, s.keypoints.copy())
+
+
+def test_keypoint_vote_averages_the_overlapping_anchors_of_its_class_by_score():
+    boxes = np.array([[10, 10, 50, 90], [11, 10, 51, 90], [10, 12, 50, 92], [30, 10, 70, 90], [10, 10, 50, 90],
+                      [10, 10, 50, 90]], np.float32)
+    scores = np.array([[0.8, 0.0], [0.4, 0.0], [0.6, 0.1], [0.7, 0.0], [0.3, 0.0], [0.0, 0.9]], np.float32)
+    kp = np.zeros((6, 2, 3), np.float32)
+    kp[:, :, 0] = np.arange(6)[:, None] * 10.0  # x: 0, 10, 20, ... per anchor
+    kp[:, :, 1] = 5.0
+    kp[:, :, 2] = np.linspace(0.1, 0.6, 6)[:, None]
+    det = Detections(boxes[[0]], np.array([0.8], np.float32), np.array([0]), None, np.array([0]))
+    voted = vote_keypoints(kp, boxes, scores, det, conf=0.001)
+    # anchors 0, 1, 2 vote (IoU > 0.7, class-0 score >= 0.4); 3 overlaps too little, 4 scores under half of
+    # 0.8, 5 is another class
+    assert voted[0, :, 0] == pytest.approx((0 * 0.8 + 10 * 0.4 + 20 * 0.6) / 1.8)
+    assert voted[0, :, 1] == pytest.approx(5.0)
+    assert voted[0, :, 2] == pytest.approx(0.1)  # visibility: the detection's own anchor
+    assert vote_keypoints(kp, boxes, scores, det, conf=0.5)[0, 0, 0] == pytest.approx((0 * 0.8 + 20 * 0.6) / 1.4)
+    alone = Detections(boxes[[3]], np.array([0.7], np.float32), np.array([0]), None, np.array([3]))
+    assert vote_keypoints(kp, boxes, scores, alone, conf=0.001)[0, 0, 0] == pytest.approx(30.0)
 
 
 def test_ground_truth_scores_perfect_ap(synthetic_root):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..decode import vote_keypoints
 from ..eval.coco import coco_keypoint_metrics, detections_to_coco
 from ..losses.pose import normalized_l1_loss, oks_loss, visibility_loss
 from ..models.heads.pose import PoseHead, keypoint_anchor_frame, keypoints_to_pixels
@@ -107,7 +108,12 @@ class PoseTask(Task):
         if det is None or "keypoints" not in outputs or det.index is None:
             return
         kp = np.asarray(outputs["keypoints"][index], np.float32)
-        kp = kp.reshape(kp.shape[0], -1, 3)[det.index].copy()
+        kp = kp.reshape(kp.shape[0], -1, 3)
+        if "boxes" in outputs and "scores" in outputs:  # per-anchor outputs: vote (in-graph NMS rows: their own)
+            kp = vote_keypoints(kp, np.asarray(outputs["boxes"][index], np.float32),
+                                np.asarray(outputs["scores"][index], np.float32), det, conf=opts.conf)
+        else:
+            kp = kp[det.index].copy()
         kp[..., :2] /= scale
         det.keypoints = kp
 

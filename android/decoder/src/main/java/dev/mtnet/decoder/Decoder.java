@@ -24,6 +24,9 @@ public final class Decoder {
         public int maxCandidates = 1000;
         /** Keep every (anchor, class) above conf (mAP-style) instead of the best class per anchor. */
         public boolean multiLabel = false;
+        /** A skeleton is the score-weighted mean over the anchors overlapping its box by more than this IoU
+         *  (mtnet.decode.KEYPOINT_VOTE_IOU, vote_keypoints). */
+        public float keypointVoteIou = 0.7f;
     }
 
     /** Everything one image decodes to. */
@@ -136,9 +139,40 @@ public final class Decoder {
         for (int m : nms(shifted, sc, opt.iou)) {
             if (out.size() >= opt.maxDet) break;
             int k = cand[m], anchor = candAnchor[k];
-            out.add(detection(b, anchor * 4, candScore[k], candLabel[k], keypoints, anchor, scale));
+            float[] kp = keypoints == null ? null : votedKeypoints(keypoints, b, s, c, anchor, candLabel[k], candScore[k], opt);
+            out.add(detection(b, anchor * 4, candScore[k], candLabel[k], kp, scale));
         }
         return out;
+    }
+
+    /** mtnet.decode.vote_keypoints: the (x, y) of every keypoint averaged over the anchors whose score for the
+     *  label is above conf and at least half the detection's and whose box overlaps its box by IoU above
+     *  keypointVoteIou, weighted by that score (double sums); visibility stays the detection's own anchor's. */
+    private static float[] votedKeypoints(Tensor keypoints, float[] b, float[] s, int c, int anchor, int label, float score,
+                                          Options opt) {
+        int d = keypoints.shape[2];
+        float[] kp = Arrays.copyOfRange(keypoints.data, anchor * d, anchor * d + d);
+        double[] sum = new double[d];
+        double total = 0;
+        float half = 0.5f * score;
+        for (int i = 0; i < keypoints.shape[1]; i++) {
+            float w = s[i * c + label];
+            if (w <= opt.conf || w < half || iou(b, anchor * 4, i * 4) <= opt.keypointVoteIou) continue;
+            for (int k = 0; k < d; k++) sum[k] += (double) keypoints.data[i * d + k] * w;
+            total += w;
+        }
+        for (int k = 0; k < d; k += 3) { kp[k] = (float) (sum[k] / total); kp[k + 1] = (float) (sum[k + 1] / total); }
+        return kp;
+    }
+
+    /** IoU of the xyxy boxes at offsets p and q of b (as mtnet.decode.iou_to). */
+    private static float iou(float[] b, int p, int q) {
+        float w = Math.max(Math.min(b[p + 2], b[q + 2]) - Math.max(b[p], b[q]), 0f);
+        float h = Math.max(Math.min(b[p + 3], b[q + 3]) - Math.max(b[p + 1], b[q + 1]), 0f);
+        float inter = w * h;
+        float areaP = Math.max(b[p + 2] - b[p], 0f) * Math.max(b[p + 3] - b[p + 1], 0f);
+        float areaQ = Math.max(b[q + 2] - b[q], 0f) * Math.max(b[q + 3] - b[q + 1], 0f);
+        return inter / (areaP + areaQ - inter + 1e-9f);
     }
 
     /** Greedy NMS in descending score order (stable for ties), as mtnet.decode.nms in float32. */
@@ -178,19 +212,22 @@ public final class Decoder {
         for (int r = 0; r < rows && out.size() < opt.maxDet; r++) {
             float score = det.data[r * 6 + 4];
             if (score > opt.conf) {
-                out.add(detection(det.data, r * 6, score, Math.round(det.data[r * 6 + 5]), keypoints, r, scale));
+                float[] kp = null;
+                if (keypoints != null) {
+                    int d = keypoints.shape[2];
+                    kp = Arrays.copyOfRange(keypoints.data, r * d, r * d + d);
+                }
+                out.add(detection(det.data, r * 6, score, Math.round(det.data[r * 6 + 5]), kp, scale));
             }
         }
         return out;
     }
 
-    private Detection detection(float[] boxes, int at, float score, int label, Tensor keypoints, int row, double scale) {
+    /** One detection in original-image pixels; ``kp`` (input pixels, K x (x, y, v)) is scaled in place. */
+    private Detection detection(float[] boxes, int at, float score, int label, float[] kp, double scale) {
         float f = (float) scale;
-        float[] kp = null;
-        if (keypoints != null) {
-            int d = keypoints.shape[2];
-            kp = Arrays.copyOfRange(keypoints.data, row * d, row * d + d);
-            for (int k = 0; k < d; k += 3) { kp[k] /= f; kp[k + 1] /= f; }
+        if (kp != null) {
+            for (int k = 0; k < kp.length; k += 3) { kp[k] /= f; kp[k + 1] /= f; }
         }
         String name = label < info.detLabels.size() ? info.detLabels.get(label) : String.valueOf(label);
         return new Detection(boxes[at] / f, boxes[at + 1] / f, boxes[at + 2] / f, boxes[at + 3] / f, score, label, name, kp);
