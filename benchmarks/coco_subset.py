@@ -3,6 +3,7 @@ keypoint json linked): how the peers' task sets are given to mtnet (YOLO11n-pose
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -40,8 +41,6 @@ def category_subset(data: Path, out: Path, names: list[str], splits: tuple[str, 
                              (out / "annotations" / f"person_keypoints_{split}.json",
                               data / "annotations" / f"person_keypoints_{split}.json")):
             if source.exists() and not link.is_symlink():
-                try:
+                with contextlib.suppress(FileExistsError):  # another process linked it meanwhile
                     link.symlink_to(source.resolve())
-                except FileExistsError:  # another process linked it meanwhile
-                    pass
     return out

@@ -95,15 +95,11 @@ VARIANTS = (
                               (96, 3, 0), (96, 3, 1))),
     Variant("new_person_pose_nomosaic_p128_pw1", "… without mosaic, person boxes + keypoints, pose towers 128 wide, "
             "pose loss weight 1", (*DETPOSE_NOMOSAIC, "model.pose_channels=128", "loss.pose=1.0"), person_only=True),
-    Variant("new_pose_labelled_p128", "… without mosaic, pose towers 128 wide, trained on YOLO11n-pose's labels "
-            "(persons with keypoints)", (*DETPOSE_NOMOSAIC, "model.pose_channels=128"), person_only=True,
-            pose_labelled_only=True),
-    Variant("new_pose_labelled_p128_neck64", "… the same with a 64-channel neck",
-            (*DETPOSE_NOMOSAIC, "model.pose_channels=128", "model.neck_channels=64"), person_only=True,
-            pose_labelled_only=True),
-    Variant("new_pose_labelled_p128_scale", "… the same with YOLO's rescale range 0.5-1.5",
-            (*DETPOSE_NOMOSAIC, "model.pose_channels=128", "data.augment.scale=[0.5,1.5]"), person_only=True,
-            pose_labelled_only=True),
+    *(Variant(f"new_pose_labelled_p128{suffix}", f"… without mosaic, pose towers 128 wide, trained on YOLO11n-pose's "
+              f"labels (persons with keypoints){label}", (*DETPOSE_NOMOSAIC, "model.pose_channels=128", *extra),
+              person_only=True, pose_labelled_only=True)
+      for suffix, label, extra in (("", "", ()), ("_neck64", ", 64-channel neck", ("model.neck_channels=64",)),
+                                   ("_scale", ", YOLO's rescale range 0.5-1.5", ("data.augment.scale=[0.5,1.5]",)))),
     Variant("new_detpose_nomosaic_p128", "… without mosaic, detection + pose, pose towers 128 wide",
             (*DETPOSE_NOMOSAIC, "model.pose_channels=128")),
     Variant("new_p128", "8/16/32, same recipe, pose towers 128 wide", (*RECIPE, "model.pose_channels=128")),

@@ -157,7 +157,7 @@ public final class Decoder {
         float half = 0.5f * score;
         for (int i = 0; i < keypoints.shape[1]; i++) {
             float w = s[i * c + label];
-            if (w <= opt.conf || w < half || iou(b, anchor * 4, i * 4) <= opt.keypointVoteIou) continue;
+            if (w <= opt.conf || w < half || iou(b, anchor * 4, b, i * 4) <= opt.keypointVoteIou) continue;
             for (int k = 0; k < d; k++) sum[k] += (double) keypoints.data[i * d + k] * w;
             total += w;
         }
@@ -165,14 +165,14 @@ public final class Decoder {
         return kp;
     }
 
-    /** IoU of the xyxy boxes at offsets p and q of b (as mtnet.decode.iou_to). */
-    private static float iou(float[] b, int p, int q) {
-        float w = Math.max(Math.min(b[p + 2], b[q + 2]) - Math.max(b[p], b[q]), 0f);
-        float h = Math.max(Math.min(b[p + 3], b[q + 3]) - Math.max(b[p + 1], b[q + 1]), 0f);
+    /** IoU of the xyxy box at offset p of a and the one at offset q of b (as mtnet.decode.iou_to). */
+    static float iou(float[] a, int p, float[] b, int q) {
+        float w = Math.max(Math.min(a[p + 2], b[q + 2]) - Math.max(a[p], b[q]), 0f);
+        float h = Math.max(Math.min(a[p + 3], b[q + 3]) - Math.max(a[p + 1], b[q + 1]), 0f);
         float inter = w * h;
-        float areaP = Math.max(b[p + 2] - b[p], 0f) * Math.max(b[p + 3] - b[p + 1], 0f);
-        float areaQ = Math.max(b[q + 2] - b[q], 0f) * Math.max(b[q + 3] - b[q + 1], 0f);
-        return inter / (areaP + areaQ - inter + 1e-9f);
+        float areaA = Math.max(a[p + 2] - a[p], 0f) * Math.max(a[p + 3] - a[p + 1], 0f);
+        float areaB = Math.max(b[q + 2] - b[q], 0f) * Math.max(b[q + 3] - b[q + 1], 0f);
+        return inter / (areaA + areaB - inter + 1e-9f);
     }
 
     /** Greedy NMS in descending score order (stable for ties), as mtnet.decode.nms in float32. */
@@ -180,10 +180,6 @@ public final class Decoder {
         Integer[] order = new Integer[scores.length];
         for (int k = 0; k < order.length; k++) order[k] = k;
         Arrays.sort(order, (p, q) -> Float.compare(scores[q], scores[p]));
-        float[] area = new float[boxes.length];
-        for (int k = 0; k < boxes.length; k++) {
-            area[k] = Math.max(boxes[k][2] - boxes[k][0], 0f) * Math.max(boxes[k][3] - boxes[k][1], 0f);
-        }
         int[] keep = new int[order.length];
         int kept = 0;
         List<Integer> rest = new ArrayList<>(Arrays.asList(order));
@@ -193,11 +189,7 @@ public final class Decoder {
             List<Integer> next = new ArrayList<>();
             for (int r = 1; r < rest.size(); r++) {
                 int j = rest.get(r);
-                float w = Math.max(Math.min(boxes[i][2], boxes[j][2]) - Math.max(boxes[i][0], boxes[j][0]), 0f);
-                float h = Math.max(Math.min(boxes[i][3], boxes[j][3]) - Math.max(boxes[i][1], boxes[j][1]), 0f);
-                float inter = w * h;
-                float iou = inter / (area[i] + area[j] - inter + 1e-9f);
-                if (iou <= iouThreshold) next.add(j);
+                if (iou(boxes[i], 0, boxes[j], 0) <= iouThreshold) next.add(j);
             }
             rest = next;
         }
